@@ -1,0 +1,1 @@
+"""Field channels: transports, bus schedulers, protocol codecs and drivers."""

@@ -1,0 +1,395 @@
+# -*- test-case-name: tests.channels.test_bus -*-
+"""The bus scheduler: one transaction at a time on a half-duplex segment.
+
+DESIGN rule 4.  The scheduler owns all timing of a segment: which device is
+due, the silent interval between frames, the response timeout, retries, and
+the statistics a commissioning engineer reads (transactions per second, bus
+utilisation).  It knows nothing of Modbus or M-Bus: a *poller* (one per
+device) hands it :class:`Transaction` objects whose ``decode`` function finds
+the answer in the received bytes, and gets told how each one ended.
+
+Framework guarantees to pollers (after OpenMUC's ``Connection`` contract):
+
+- ``begin_poll``/``transaction_done``/``poll_done`` are never called
+  concurrently, and never for two devices of one bus at the same time;
+- every transaction handed out by ``begin_poll`` gets exactly one
+  ``transaction_done`` before ``poll_done``;
+- while the link is down, transactions end at once with ``LINK_DOWN`` on the
+  poller's normal schedule, so quality keeps being reported.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from enum import Enum
+from typing import Callable, Protocol, Sequence
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    """How one transaction ended."""
+
+    OK = "ok"
+    EXCEPTION = "exception"
+    TIMEOUT = "timeout"
+    CRC_ERROR = "crc_error"
+    LINK_DOWN = "link_down"
+
+
+class Transaction:
+    """One request and how to recognise its answer.
+
+    ``decode(buf) -> (consumed, frame | None)`` is a pure codec function:
+    ``(0, None)`` waits for more bytes, ``(n, None)`` drops ``n`` bytes that
+    belong to nobody and looks again.  ``is_error(frame)`` tells the
+    scheduler whether the frame is an answer (``None``), a corrupt frame
+    (``Outcome.CRC_ERROR``) or an exception (``Outcome.EXCEPTION``).
+    ``retry_exception(frame)`` says whether an exception deserves a retry
+    (a busy device) rather than being final.
+    """
+
+    __slots__ = ("request", "decode", "timeout", "wire_bytes", "context")
+
+    def __init__(self, request: bytes, decode: Callable, timeout: float, wire_bytes: int = 0, context=None) -> None:
+        self.request = request
+        self.decode = decode
+        self.timeout = timeout
+        self.wire_bytes = wire_bytes or len(request)
+        self.context = context
+
+
+class Poller(Protocol):
+    """A device as the scheduler sees it."""
+
+    name: str
+    period: float
+    next_due: float
+
+    def begin_poll(self, now: float) -> Sequence[Transaction]:
+        """Return the transactions of one poll (may be the same objects every time)."""
+
+    def classify(self, frame) -> Outcome:
+        """Return OK, EXCEPTION or CRC_ERROR for a frame the decoder produced."""
+
+    def retry_exception(self, frame) -> bool:
+        """Tell whether an exception answer is worth a retry (device busy)."""
+
+    def transaction_done(self, tx: Transaction, outcome: Outcome, frame, now: float) -> None:
+        """Take the result of one transaction after its retries."""
+
+    def transaction_attempt(self, tx: Transaction, outcome: Outcome) -> None:
+        """Count one attempt's result (every try, including retried ones)."""
+
+    def poll_done(self, now: float) -> None:
+        """Finish the poll: emit samples, update communication state."""
+
+
+class BusScheduler:
+    """Serialise the transactions of every poller on one segment.
+
+    ``silent_interval`` is waited after every transaction before the next
+    request (t3.5 on RTU; 0 on links that frame by themselves, like Modbus
+    TCP).  ``char_time`` turns bytes into wire seconds for the wire
+    utilisation figure; measured busy time is reported beside it.
+    """
+
+    def __init__(
+        self,
+        reactor,
+        name: str,
+        *,
+        silent_interval: float = 0.0,
+        retries: int = 2,
+        char_time: float = 0.0,
+        stats_window: float = 60.0,
+    ) -> None:
+        self._reactor = reactor
+        self.name = name
+        self.silent_interval = silent_interval
+        self.retries = retries
+        self._char_time = char_time
+        self._window = stats_window
+        self._link = None
+        self._link_down_reason = "not started"
+        self._heap: list[tuple[float, int, Poller]] = []
+        self._seq = 0
+        self._pollers: list[Poller] = []
+        self._running = False
+        # State of the poll in progress.
+        self._current: Poller | None = None
+        self._queue: Sequence[Transaction] = ()
+        self._index = 0
+        self._tx: Transaction | None = None
+        self._attempt = 0
+        self._sent_at = 0.0
+        self._timer = None
+        self._gap = None
+        self._wake = None
+        self._buf = bytearray()
+        # Statistics.
+        self.transactions = 0
+        self.stray_bytes = 0
+        self.busy_time = 0.0
+        self.wire_time = 0.0
+        self._history: deque[tuple[float, int, float, float]] = deque()
+
+    # ------------------------------------------------------------ set-up
+
+    def add_poller(self, poller: Poller, first_due: float | None = None) -> None:
+        """Register a device; its first poll is due at ``first_due`` (default: now)."""
+        poller.next_due = self._reactor.seconds() if first_due is None else first_due
+        self._pollers.append(poller)
+        self._push(poller)
+        if self._running:
+            self._schedule_wake()
+
+    @property
+    def pollers(self) -> list[Poller]:
+        """Return the registered pollers."""
+        return list(self._pollers)
+
+    def start(self) -> None:
+        """Start polling (transactions fail as LINK_DOWN until a link is up)."""
+        self._running = True
+        self._history.append((self._reactor.seconds(), 0, 0.0, 0.0))
+        self._schedule_wake()
+
+    def stop(self) -> None:
+        """Stop polling; a transaction in flight is abandoned."""
+        self._running = False
+        for call in (self._timer, self._gap, self._wake):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._gap = self._wake = None
+        self._tx = None
+        if self._current is not None:
+            # Back on the heap, or a later start() would never poll it again.
+            self._push(self._current)
+        self._current = None
+
+    @property
+    def link_up_now(self) -> bool:
+        """Tell whether a link is attached and usable."""
+        return self._link is not None
+
+    # -------------------------------------------------------- link sink
+
+    def link_up(self, link) -> None:
+        """Start writing requests to ``link``."""
+        self._link = link
+        self._buf.clear()
+        log.info("bus %s: link up (%s)", self.name, getattr(link, "endpoint", link))
+
+    def link_down(self, reason: str) -> None:
+        """Stop using the link; a transaction in flight ends as LINK_DOWN."""
+        was_up = self._link is not None
+        self._link = None
+        self._link_down_reason = reason
+        if was_up:
+            log.warning("bus %s: link down: %s", self.name, reason)
+        gap_cancelled = False
+        if self._gap is not None and self._gap.active():
+            self._gap.cancel()
+            gap_cancelled = True
+        self._gap = None
+        if self._tx is not None:
+            self._cancel_timer()
+            self._finish(Outcome.LINK_DOWN, None)
+        elif gap_cancelled:
+            self._advance()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes from the link to the decoder of the transaction in flight."""
+        tx = self._tx
+        if tx is None or self._timer is None:
+            # Late answers after a timeout (also in the gap before a retry,
+            # where taking one would leave the retry to go out as a second
+            # request in flight), or noise on the line.
+            self.stray_bytes += len(data)
+            return
+        buf = self._buf
+        buf += data
+        while buf:
+            consumed, frame = tx.decode(buf)
+            if consumed == 0:
+                return
+            del buf[:consumed]
+            if frame is not None:
+                self._cancel_timer()
+                self._answer(frame)
+                return
+
+    # ------------------------------------------------------ scheduling
+
+    def _push(self, poller: Poller) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (poller.next_due, self._seq, poller))
+
+    def _schedule_wake(self) -> None:
+        if not self._running or self._current is not None or self._gap is not None:
+            return
+        if not self._heap:
+            return
+        due = self._heap[0][0]
+        delay = max(0.0, due - self._reactor.seconds())
+        if self._wake is not None and self._wake.active():
+            if abs(self._wake.getTime() - due) < 1e-9 or self._wake.getTime() <= due:
+                return
+            self._wake.cancel()
+        self._wake = self._reactor.callLater(delay, self._next_poll)
+
+    def _next_poll(self) -> None:
+        self._wake = None
+        if self._current is None:
+            self._advance()
+
+    def _advance(self) -> None:
+        """Run the poll loop until a request is on the wire or nothing is due.
+
+        A loop rather than recursion: with the link down every transaction
+        ends at once, and a segment of 247 devices would otherwise recurse
+        thousands of frames deep.
+        """
+        self._gap = None
+        while self._running:
+            poller = self._current
+            now = self._reactor.seconds()
+            if poller is None:
+                if not self._heap or self._heap[0][0] > now:
+                    self._schedule_wake()
+                    return
+                _, _, poller = heapq.heappop(self._heap)
+                self._current = poller
+                self._queue = poller.begin_poll(now)
+                self._index = 0
+                continue
+            if self._index < len(self._queue):
+                tx = self._queue[self._index]
+                self._attempt = 0
+                if self._link is not None:
+                    self._send(tx)
+                    return
+                poller.transaction_done(tx, Outcome.LINK_DOWN, None, now)
+                self._index += 1
+                continue
+            poller.poll_done(now)
+            self._current = None
+            self._queue = ()
+            # Keep the phase of the period; skip rounds the bus was too busy for.
+            period = poller.period
+            due = poller.next_due + period
+            if due <= now and period > 0:
+                due += ((now - due) // period + 1) * period
+            poller.next_due = max(due, now) if period <= 0 else due
+            self._push(poller)
+
+    def _send(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._attempt += 1
+        self._buf.clear()
+        now = self._reactor.seconds()
+        self._sent_at = now
+        self.transactions += 1
+        # Timer first: a link may answer or drop inside write() itself.
+        self._timer = self._reactor.callLater(tx.timeout, self._on_timeout)
+        self._link.write(tx.request)
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            if timer.active():
+                timer.cancel()
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        # Bytes that never formed a frame mean the answer was garbled.
+        self._failed(Outcome.CRC_ERROR if self._buf else Outcome.TIMEOUT, None)
+
+    def _answer(self, frame) -> None:
+        poller = self._current
+        outcome = poller.classify(frame)
+        if outcome is Outcome.OK:
+            self._finish(outcome, frame)
+        elif outcome is Outcome.EXCEPTION and not poller.retry_exception(frame):
+            self._finish(outcome, frame)
+        else:
+            self._failed(outcome, frame)
+
+    def _failed(self, outcome: Outcome, frame) -> None:
+        tx = self._tx
+        self._account(tx)
+        self._current.transaction_attempt(tx, outcome)
+        if self._attempt <= self.retries and self._link is not None:
+            # Wait a silent interval so the slave sees the retry as a new frame.
+            self._gap = self._reactor.callLater(self.silent_interval, self._retry, tx)
+            return
+        self._conclude(tx, outcome, frame)
+
+    def _retry(self, tx: Transaction) -> None:
+        self._gap = None
+        if not self._running:
+            return
+        if self._link is None:
+            self._tx = tx
+            self._conclude(tx, Outcome.LINK_DOWN, None)
+            return
+        self._send(tx)
+
+    def _finish(self, outcome: Outcome, frame) -> None:
+        tx = self._tx
+        if outcome is not Outcome.LINK_DOWN:
+            self._account(tx)
+            self._current.transaction_attempt(tx, outcome)
+        self._conclude(tx, outcome, frame)
+
+    def _conclude(self, tx: Transaction, outcome: Outcome, frame) -> None:
+        self._tx = None
+        now = self._reactor.seconds()
+        self._current.transaction_done(tx, outcome, frame, now)
+        self._index += 1
+        if outcome is Outcome.LINK_DOWN or self.silent_interval <= 0:
+            self._advance()
+        else:
+            self._gap = self._reactor.callLater(self.silent_interval, self._advance)
+
+    def _account(self, tx: Transaction) -> None:
+        now = self._reactor.seconds()
+        self.busy_time += now - self._sent_at + self.silent_interval
+        self.wire_time += tx.wire_bytes * self._char_time
+        history = self._history
+        if not history or now - history[-1][0] >= 1.0:
+            history.append((now, self.transactions, self.busy_time, self.wire_time))
+            while len(history) > 2 and now - history[1][0] > self._window:
+                history.popleft()
+
+    # ------------------------------------------------------------ health
+
+    def rates(self) -> dict:
+        """Return transactions/s and utilisation over the last stats window."""
+        now = self._reactor.seconds()
+        if not self._history:
+            return {"tx_per_s": 0.0, "utilisation_pct": 0.0, "wire_utilisation_pct": 0.0}
+        t0, n0, b0, w0 = self._history[0]
+        span = now - t0
+        if span <= 0:
+            return {"tx_per_s": 0.0, "utilisation_pct": 0.0, "wire_utilisation_pct": 0.0}
+        return {
+            "tx_per_s": round((self.transactions - n0) / span, 2),
+            "utilisation_pct": round(min(100.0, 100.0 * (self.busy_time - b0) / span), 1),
+            "wire_utilisation_pct": round(min(100.0, 100.0 * (self.wire_time - w0) / span), 1),
+        }
+
+    def health(self) -> dict:
+        """Return the scheduler's state and statistics."""
+        return {
+            "link_up": self._link is not None,
+            "link_down_reason": "" if self._link is not None else self._link_down_reason,
+            "transactions": self.transactions,
+            "stray_bytes": self.stray_bytes,
+            "devices": len(self._pollers),
+            **self.rates(),
+        }

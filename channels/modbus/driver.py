@@ -1,0 +1,216 @@
+# -*- test-case-name: tests.channels.modbus.test_driver -*-
+"""A Modbus device as a poller of the bus scheduler: requests out, samples in.
+
+Each device turns its profile into a fixed request plan once, at start-up
+(requests are pre-encoded bytes), and turns every poll's answers into
+:class:`~tags.model.Sample` objects with a quality.  A failed read never
+raises: its points get the quality that says why (DESIGN rule 5).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+from channels.bus import Outcome, Transaction
+from channels.modbus import framer
+from channels.modbus.points import DecodeError, PointSpec, ReadBlock, decode_point
+from tags.model import Sample
+from tags.quality import Quality
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_QUALITY = {
+    Outcome.TIMEOUT: Quality.TIMEOUT,
+    Outcome.CRC_ERROR: Quality.CRC_ERROR,
+    Outcome.EXCEPTION: Quality.EXCEPTION,
+    Outcome.LINK_DOWN: Quality.COMM_LOSS,
+}
+#: Exceptions that mean "ask again later" rather than "this will never work".
+_RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
+
+
+class DeviceStats:
+    """Communication counters of one device, as ``GET /devices`` shows them."""
+
+    __slots__ = ("requests", "responses", "timeouts", "crc_errors", "exceptions", "decode_errors",
+                 "polls", "failed_polls", "last_good", "last_error", "last_exception")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.responses = 0
+        self.timeouts = 0
+        self.crc_errors = 0
+        self.exceptions = 0
+        self.decode_errors = 0
+        self.polls = 0
+        self.failed_polls = 0
+        self.last_good: float | None = None
+        self.last_error = ""
+        self.last_exception = ""
+
+    def as_dict(self) -> dict:
+        """Return the counters as a plain dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class ModbusDevice:
+    """Poll one Modbus slave on a bus.
+
+    ``framing`` is ``rtu`` (serial line or a transparent TCP gateway) or
+    ``mbap`` (Modbus TCP).  ``comm_loss_after`` consecutive polls without a
+    single answer turn every tag of the device to ``comm_loss``; the first
+    answer brings them back.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        unit: int,
+        blocks: Sequence[ReadBlock],
+        period: float,
+        on_samples: Callable[[list[Sample]], None],
+        *,
+        timeout_for: Callable[[ReadBlock], float],
+        framing: str = "rtu",
+        comm_loss_after: int = 3,
+        wire_bytes_for: Callable[[ReadBlock], int] | None = None,
+    ) -> None:
+        self.name = name
+        self.unit = unit
+        self.period = period
+        self.next_due = 0.0
+        self.blocks = list(blocks)
+        self.comm_loss_after = comm_loss_after
+        self.stats = DeviceStats()
+        self.state = "not_yet_read"
+        self.consecutive_failures = 0
+        self._on_samples = on_samples
+        self._answered = False
+        self._samples: list[Sample] = []
+        self.tags = [p.tag for b in self.blocks for p in b.points]
+        self.transactions = [self._transaction(i, b, framing, timeout_for, wire_bytes_for)
+                             for i, b in enumerate(self.blocks)]
+
+    def _transaction(self, index, block, framing, timeout_for, wire_bytes_for) -> Transaction:
+        unit, function, count = self.unit, block.function, block.count
+        rtu = framer.encode_read(unit, function, block.start, count)
+        wire = wire_bytes_for(block) if wire_bytes_for else len(rtu) + framer.expected_response_size(function, count)
+        if framing == "rtu":
+            def decode(buf, _u=unit, _f=function, _c=count):
+                return framer.decode_response(buf, _u, _f, _c)
+            request = rtu
+        elif framing == "mbap":
+            tid = (unit << 8 | index) & 0xFFFF
+
+            def decode(buf, _u=unit, _f=function, _c=count, _tid=tid):
+                consumed, frame = framer.decode_mbap(buf)
+                if frame is None or isinstance(frame, framer.CorruptFrame):
+                    return consumed, frame
+                if frame[0] != _tid:
+                    return consumed, None  # an answer to an earlier, timed-out request
+                _, inner = framer.decode_response(frame[1], _u, _f, _c)
+                return consumed, inner if inner is not None else framer.CorruptFrame("bad PDU", frame[1])
+            request = framer.rtu_to_mbap(rtu, tid)
+        else:
+            raise ValueError(f"unknown framing {framing!r}")
+        return Transaction(request, decode, timeout_for(block), wire, block)
+
+    def plan_lines(self) -> list[str]:
+        """Describe the request plan for the start-up log."""
+        return [f"fc{b.function:02d} {b.start}+{b.count} ({len(b.points)} points)" for b in self.blocks]
+
+    # ------------------------------------------------------ poller API
+
+    def begin_poll(self, now: float) -> Sequence[Transaction]:
+        """Start a poll: the same pre-built transactions every time."""
+        self._answered = False
+        self._samples = []
+        self.stats.polls += 1
+        return self.transactions
+
+    def classify(self, frame) -> Outcome:
+        """Map a decoded frame to an outcome."""
+        if isinstance(frame, framer.ReadResponse):
+            return Outcome.OK
+        if isinstance(frame, framer.ExceptionResponse):
+            return Outcome.EXCEPTION
+        return Outcome.CRC_ERROR
+
+    def retry_exception(self, frame) -> bool:
+        """Retry only 'acknowledge' and 'busy' exceptions."""
+        return frame.code in _RETRYABLE_EXCEPTIONS
+
+    def transaction_attempt(self, tx: Transaction, outcome: Outcome) -> None:
+        """Count one request and what became of it."""
+        stats = self.stats
+        stats.requests += 1
+        if outcome is Outcome.OK:
+            stats.responses += 1
+        elif outcome is Outcome.TIMEOUT:
+            stats.timeouts += 1
+        elif outcome is Outcome.CRC_ERROR:
+            stats.crc_errors += 1
+        elif outcome is Outcome.EXCEPTION:
+            stats.responses += 1
+            stats.exceptions += 1
+
+    def transaction_done(self, tx: Transaction, outcome: Outcome, frame, now: float) -> None:
+        """Turn the final result of one request into samples."""
+        block: ReadBlock = tx.context
+        samples = self._samples
+        if outcome is Outcome.OK:
+            self._answered = True
+            data, start = frame.data, block.start
+            for point in block.points:
+                try:
+                    samples.append(Sample(point.tag, decode_point(point, data, start), Quality.GOOD, now))
+                except DecodeError as exc:
+                    self.stats.decode_errors += 1
+                    self.stats.last_error = f"{point.tag}: {exc}"
+                    samples.append(Sample(point.tag, None, Quality.DECODE_FAILED, now))
+            return
+        if outcome is Outcome.EXCEPTION:
+            self._answered = True
+            self.stats.last_exception = f"fc{block.function:02d} {block.start}+{block.count}: {frame.name}"
+            self.stats.last_error = self.stats.last_exception
+        else:
+            self.stats.last_error = f"fc{block.function:02d} {block.start}+{block.count}: {outcome.value}"
+        quality = _OUTCOME_QUALITY[outcome]
+        samples.extend(Sample(point.tag, None, quality, now) for point in block.points)
+
+    def poll_done(self, now: float) -> None:
+        """Update the communication state and publish the poll's samples."""
+        samples = self._samples
+        if self._answered:
+            if self.state == "comm_loss":
+                log.info("device %s answers again after %d failed polls", self.name, self.consecutive_failures)
+            self.consecutive_failures = 0
+            self.state = "ok"
+            if all(s.quality is Quality.GOOD for s in samples):
+                self.stats.last_good = now
+        else:
+            self.stats.failed_polls += 1
+            self.consecutive_failures += 1
+            link_down = any(s.quality is Quality.COMM_LOSS for s in samples)
+            if self.consecutive_failures >= self.comm_loss_after or link_down:
+                if self.state != "comm_loss":
+                    log.warning("device %s: communication lost (%s)", self.name, self.stats.last_error or "link down")
+                self.state = "comm_loss"
+                samples = [Sample(s.name, None, Quality.COMM_LOSS, s.ts) for s in samples]
+            else:
+                self.state = "failing"
+        self._samples = []
+        self._on_samples(samples)
+
+    def health(self) -> dict:
+        """Return state and counters for the devices endpoint."""
+        return {"name": self.name, "address": self.unit, "state": self.state,
+                "consecutive_failures": self.consecutive_failures, "poll_s": self.period,
+                "requests_per_poll": len(self.transactions), **self.stats.as_dict()}
+
+
+def point_specs(device_name: str, points) -> list[PointSpec]:
+    """Build point specs (tag ``<device>.<point>``) from profile points (duck-typed)."""
+    return [PointSpec(f"{device_name}.{p.name}", framer.FUNCTIONS[p.function], p.register, p.type,
+                      p.word_order, p.scale, p.offset) for p in points]

@@ -1,0 +1,322 @@
+# -*- test-case-name: tests.channels.sim.test_sim_field -*-
+"""A whole simulated site: every Modbus channel of a config as live meters.
+
+:class:`SimulatedField` reads a site config (by attributes only, so it does
+not depend on the config package's classes), builds one :class:`SimDevice`
+per configured device with the model its profile or ``sim`` options ask for,
+and exposes each channel on a real transport: a pty pair that the engine
+opens as a serial port, or a TCP port.  This is what ``scada simulate`` and
+the demo run (DESIGN rule 9).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tty
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from twisted.internet import abstract, defer, error, fdesc
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from channels.modbus.framer import FUNCTIONS
+from channels.modbus.points import PointSpec
+from channels.sim.models import (
+    BUILDING_MODELS,
+    MODELS,
+    BaseModel,
+    create_model,
+    seed_for,
+    standard_utc_offset,
+)
+from channels.sim.slave import BusCounters, SimBus, SimDevice, SimFactory, SimTcpProtocol
+
+#: Channel types this simulator serves; other protocols have their own.
+RTU = "modbus-rtu"
+TCP = "modbus-tcp"
+
+
+class NullModel(BaseModel):
+    """A meter whose profile names no model: every point reads 0."""
+
+    name = "null"
+
+    def _compute(self, t: float) -> dict[str, float]:
+        return {}
+
+
+@dataclass
+class SimChannel:
+    """One simulated channel: its devices by address and its shared statistics."""
+
+    name: str
+    type: str
+    devices: dict[int, SimDevice]
+    counters: BusCounters = field(default_factory=BusCounters)
+
+
+class PtyTransport(abstract.FileDescriptor):
+    """A read-write transport over one file descriptor (the master side of a pty).
+
+    ``twisted.internet.stdio.StandardIO`` could do this with two descriptors,
+    but neither of its halves closes its descriptor, so the field would have
+    to close them behind the reactor's back; owning one descriptor here makes
+    :meth:`connectionLost` the single place where it is unregistered and closed.
+    """
+
+    def __init__(self, fd: int, protocol: Protocol, reactor: Any) -> None:
+        """Take ownership of ``fd`` and connect ``protocol`` to it."""
+        abstract.FileDescriptor.__init__(self, reactor)
+        fdesc.setNonBlocking(fd)
+        self._fd = fd
+        self.protocol = protocol
+        self.connected = 1
+        protocol.makeConnection(self)
+        self.startReading()
+
+    def fileno(self) -> int:
+        """Return the descriptor, or -1 once closed."""
+        return self._fd
+
+    def doRead(self) -> Any:
+        """Pass whatever the master side has to the protocol."""
+        return fdesc.readFromFD(self._fd, self.protocol.dataReceived)
+
+    def writeSomeData(self, data: bytes) -> Any:
+        """Write as much of ``data`` as the pty takes now."""
+        return fdesc.writeToFD(self._fd, data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Unregister and close the descriptor, then tell the protocol."""
+        abstract.FileDescriptor.connectionLost(self, reason)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+        self.protocol.connectionLost(reason)
+
+    def getHost(self) -> None:
+        """Return None: a pty has no address."""
+        return None
+
+    def getPeer(self) -> None:
+        """Return None: a pty has no address."""
+        return None
+
+
+def _options(sim: Any) -> dict[str, Any]:
+    """Return a device's ``sim`` settings as a plain dict, whatever class the config used."""
+    if sim is None:
+        return {}
+    if isinstance(sim, Mapping):
+        return dict(sim)
+    dump = getattr(sim, "model_dump", None)
+    if callable(dump):
+        return {k: v for k, v in dump().items() if v is not None}
+    return {k: v for k, v in vars(sim).items() if not k.startswith("_") and v is not None}
+
+
+def _point_spec(point: Any) -> PointSpec:
+    """Return the driver's view of a profile point."""
+    function = point.function
+    if isinstance(function, str):
+        function = FUNCTIONS[function]
+    scale = getattr(point, "scale", None)
+    offset = getattr(point, "offset", None)
+    return PointSpec(
+        tag=point.name,
+        function=function,
+        register=point.register,
+        type=point.type,
+        word_order=getattr(point, "word_order", None) or "big",
+        scale=1.0 if scale is None else scale,
+        offset=0.0 if offset is None else offset,
+    )
+
+
+class SimulatedField:
+    """Simulated meters for every Modbus channel of a site config.
+
+    ``cfg`` needs ``site.timezone``, ``channels`` (each with ``name``,
+    ``type``, ``devices``) and ``profiles`` (name → object with ``points``
+    and ``sim``); each device has ``name``, ``address``, ``profile`` and
+    optionally ``sim`` (a dict: ``model``, ``kind``, ``sum_of``, ``losses``,
+    ``seed`` and the model's own settings).  Disabled devices are simulated
+    too: switching off polling does not remove a meter from the wire.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        reactor: IReactorTime,
+        latency: float = 0.0,
+        clock_for_values: Any = None,
+    ) -> None:
+        """Build the devices; nothing is opened until :meth:`start_pty` or :meth:`start_tcp`.
+
+        ``reactor`` schedules answers and gives value time; to start
+        transports it must also be an ``IReactorFDSet`` (ptys) or an
+        ``IReactorTCP`` (TCP).  ``latency`` delays every answer, and
+        ``clock_for_values`` overrides the time the values are computed for.
+        """
+        self._reactor = reactor
+        self.latency = latency
+        self.clock_for_values = clock_for_values
+        site = getattr(cfg, "site", None)
+        self.utc_offset = standard_utc_offset(getattr(site, "timezone", None))
+        self.channels: dict[str, SimChannel] = {}
+        #: Every simulated device by its (site-unique) name.
+        self.devices: dict[str, SimDevice] = {}
+        self._ptys: list[tuple[PtyTransport, int]] = []
+        self._ports: list[Any] = []
+        self._factories: list[SimFactory] = []
+        self._build(cfg)
+
+    # ------------------------------------------------------------- building
+
+    def _build(self, cfg: Any) -> None:
+        profiles = getattr(cfg, "profiles", None) or {}
+        pending: list[tuple[SimChannel, Any, list[PointSpec], str, dict[str, Any]]] = []
+        channel_of: dict[str, str] = {}
+        for channel_cfg in getattr(cfg, "channels", None) or ():
+            if channel_cfg.type not in (RTU, TCP):
+                continue
+            channel = SimChannel(channel_cfg.name, channel_cfg.type, {})
+            self.channels[channel.name] = channel
+            for device in channel_cfg.devices:
+                if device.name in self.devices:
+                    raise ValueError(f"device name {device.name!r} is used twice")
+                if device.address in channel.devices:
+                    raise ValueError(f"channel {channel.name!r}: address {device.address} is used by "
+                                     f"{channel.devices[device.address].name!r} and {device.name!r}")
+                profile = profiles.get(device.profile)
+                if profile is None:
+                    raise ValueError(f"device {device.name!r}: unknown profile {device.profile!r}")
+                options = _options(getattr(device, "sim", None))
+                model_name = options.get("model") or getattr(profile, "sim", None) or "null"
+                if model_name != "null" and model_name not in MODELS:
+                    raise ValueError(f"device {device.name!r}: unknown simulation model {model_name!r}")
+                points = [_point_spec(p) for p in profile.points]
+                sim_device = SimDevice(device.address, points, None, name=device.name,
+                                       fault=options.get("fault", "normal"))
+                channel.devices[device.address] = sim_device
+                self.devices[device.name] = sim_device
+                channel_of[device.name] = channel.name
+                pending.append((channel, device, points, model_name, options))
+        # Single meters first: building meters sum their finished models.
+        building_names = {d.name for _, d, _, m, _ in pending if m in BUILDING_MODELS}
+        for channel, device, _, model_name, options in sorted(pending, key=lambda p: p[3] in BUILDING_MODELS):
+            seed = int(options.get("seed", seed_for(device.name)))
+            hot = "hot" in device.name.lower()
+            if model_name == "null":
+                model: BaseModel = NullModel(seed)
+            elif model_name in BUILDING_MODELS:
+                members = self._members(channel, device.name, options, building_names, channel_of)
+                model = create_model(model_name, seed, self.utc_offset, options,
+                                     [self.devices[m].model for m in members], hot)
+            else:
+                model = create_model(model_name, seed, self.utc_offset, options, (), hot)
+            self.devices[device.name].model = model
+
+    def _members(self, channel: SimChannel, name: str, options: dict[str, Any],
+                 building_names: set[str], channel_of: dict[str, str]) -> list[str]:
+        """Return the device names a building meter sums (``sum_of``: glob or list)."""
+        sum_of = options.get("sum_of")
+        if sum_of is None:
+            raise ValueError(f"building meter {name!r} needs sim.sum_of (a glob or a list of device names)")
+        if isinstance(sum_of, str):
+            names = sorted(
+                d.name for d in channel.devices.values()
+                if d.name != name and d.name not in building_names and fnmatch.fnmatchcase(d.name, sum_of))
+            if not names:
+                raise ValueError(f"building meter {name!r}: sum_of {sum_of!r} matches no device "
+                                 f"in channel {channel.name!r}")
+            return names
+        names = list(sum_of)
+        for member in names:
+            if member not in self.devices:
+                raise ValueError(f"building meter {name!r}: sum_of names unknown device {member!r}")
+            if member in building_names or member == name:
+                raise ValueError(f"building meter {name!r} cannot sum building meter {member!r}")
+        return names
+
+    # ---------------------------------------------------------- transports
+
+    def start_pty(self) -> dict[str, str]:
+        """Put each Modbus RTU channel on a new pty pair; return {channel: serial device path}.
+
+        The slave side stays open here as well: when the last process holding
+        a pty's slave side closes it, reads on the master fail with EIO, and
+        the engine closes and reopens its port after errors.  The slave side
+        is put in raw mode so nothing (echo, CR/LF mapping) touches binary
+        frames before the engine sets its own line settings.
+        """
+        paths: dict[str, str] = {}
+        for channel in self.channels.values():
+            if channel.type != RTU:
+                continue
+            master, slave = os.openpty()
+            try:
+                tty.setraw(slave)
+                protocol = SimBus(channel.devices, self._reactor, self.latency,
+                                  self.clock_for_values, channel.counters)
+                transport = PtyTransport(master, protocol, self._reactor)
+            except BaseException:
+                os.close(master)
+                os.close(slave)
+                raise
+            self._ptys.append((transport, slave))
+            paths[channel.name] = os.ttyname(slave)
+        return paths
+
+    def start_tcp(self, host: str = "127.0.0.1", base_port: int = 0) -> dict[str, tuple[str, int]]:
+        """Listen for each Modbus channel on TCP; return {channel: (host, port)}.
+
+        RTU channels are served as RTU over TCP (a transparent serial
+        gateway), TCP channels as Modbus TCP (MBAP).  ``base_port`` 0 gives
+        ephemeral ports; otherwise channels get consecutive ports from it in
+        config order.
+        """
+        addresses: dict[str, tuple[str, int]] = {}
+        for index, channel in enumerate(self.channels.values()):
+            protocol_class = SimBus if channel.type == RTU else SimTcpProtocol
+            factory = SimFactory(protocol_class, channel.devices, self._reactor, self.latency,
+                                 self.clock_for_values, channel.counters)
+            port = self._reactor.listenTCP(base_port + index if base_port else 0, factory, interface=host)
+            self._ports.append(port)
+            self._factories.append(factory)
+            addresses[channel.name] = (host, port.getHost().port)
+        return addresses
+
+    def stop(self) -> defer.Deferred[Any]:
+        """Close every pty and TCP connection and stop listening.
+
+        The returned Deferred fires when all listening ports have stopped.
+        """
+        for transport, slave in self._ptys:
+            if transport.connected:
+                transport.connectionLost(Failure(error.ConnectionDone("simulator stopped")))
+            os.close(slave)
+        self._ptys = []
+        for factory in self._factories:
+            factory.disconnect_all()
+        self._factories = []
+        stopping = [defer.maybeDeferred(port.stopListening) for port in self._ports]
+        self._ports = []
+        return defer.gatherResults(stopping)
+
+    # ------------------------------------------------------------- control
+
+    def set_fault(self, device_name: str, fault: str) -> None:
+        """Switch a device, by name, to a fault (see :data:`channels.sim.slave.FAULTS`)."""
+        try:
+            device = self.devices[device_name]
+        except KeyError:
+            raise KeyError(f"no simulated device named {device_name!r}") from None
+        device.fault = fault
+
+    def counters(self, channel_name: str) -> BusCounters:
+        """Return the traffic statistics of a channel (all its transports together)."""
+        return self.channels[channel_name].counters

@@ -1,0 +1,45 @@
+# -*- test-case-name: tests.scada.test_api -*-
+"""The HTTP API under ``/api/v1`` (Sanic, single process, on the engine's loop).
+
+Every error is a JSON body ``{"error": "..."}`` with a 4xx status; anything
+unexpected is logged and answered 500 with the same shape, never an HTML page.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+from sanic import Sanic
+from sanic.exceptions import SanicException
+from sanic.response import json
+
+from scada.api.v1 import bp as v1
+
+log = logging.getLogger(__name__)
+_counter = itertools.count()
+
+
+def build_app(runtime, name: str | None = None) -> Sanic:
+    """Return a Sanic app serving ``runtime`` (a :class:`scada.app.Runtime`)."""
+    app = Sanic(name or f"scada_{next(_counter)}", configure_logging=False)
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.KEEP_ALIVE_TIMEOUT = 30
+    app.ctx.runtime = runtime
+    app.blueprint(v1)
+
+    async def on_error(request, exception):
+        if isinstance(exception, SanicException):
+            status = exception.status_code
+            message = str(exception) or exception.__class__.__name__
+            if status == 404:
+                message = f"no such path: {request.path}"
+            elif status == 405:
+                message = f"method {request.method} not allowed on {request.path}"
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            status, message = 500, "internal error (logged)"
+        return json({"error": message}, status=status)
+
+    app.error_handler.add(Exception, on_error)
+    return app

@@ -1,0 +1,131 @@
+# -*- test-case-name: tests.scada.test_api -*-
+"""API v1: health, tags, history, devices, channels."""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+from sanic.response import json
+
+from scada.config import parse_duration
+from tags.timefmt import iso_utc, parse_iso
+
+bp = Blueprint("api_v1", url_prefix="/api/v1")
+
+#: Upper bounds that keep one request from exhausting memory.
+MAX_RAW_POINTS = 100_000
+MAX_BUCKETS = 100_000
+DEFAULT_SPAN_S = 24 * 3600
+
+
+class BadRequest(Exception):
+    """A query parameter the API cannot use; becomes a 400."""
+
+
+def _error(message: str, status: int = 400):
+    return json({"error": message}, status=status)
+
+
+def _runtime(request):
+    return request.app.ctx.runtime
+
+
+def _iso(ts):
+    return iso_utc(ts) if ts is not None else None
+
+
+@bp.get("/health")
+async def health(request):
+    """Say the process is alive, with uptime and a summary per channel."""
+    rt = _runtime(request)
+    channels = {}
+    degraded = False
+    for ch in rt.channels:
+        h = ch.health()
+        degraded |= not h["link_up"] or h["devices_comm_loss"] > 0
+        channels[ch.name] = {"link_up": h["link_up"], "tx_per_s": h["tx_per_s"], "devices": h["devices"],
+                             "devices_ok": h["devices_ok"], "devices_comm_loss": h["devices_comm_loss"],
+                             "termination": h["termination"]["port"]}
+    return json({"status": "ok", "degraded": degraded, "uptime_s": round(rt.uptime(), 3),
+                 "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels})
+
+
+@bp.get("/tags")
+async def tags(request):
+    """List current values, optionally those whose name starts with ``prefix``."""
+    prefix = request.args.get("prefix", "")
+    return json({"tags": [s.to_json() for s in _runtime(request).tags.states(prefix)]})
+
+
+@bp.get("/tags/<name:str>")
+async def tag(request, name: str):
+    """Return one tag's current value."""
+    state = _runtime(request).tags.get(name)
+    if state is None:
+        return _error(f"unknown tag {name!r}", 404)
+    return json(state.to_json())
+
+
+def _time_arg(request, key: str, default: float) -> float:
+    raw = request.args.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_iso(raw)
+    except ValueError:
+        raise BadRequest(f"{key}={raw!r} is not an ISO 8601 time (e.g. 2026-11-21T07:00:00Z)") from None
+
+
+@bp.get("/tags/<name:str>/history")
+async def history(request, name: str):
+    """Return a tag's history, raw or aggregated per ``every`` interval."""
+    rt = _runtime(request)
+    if rt.tags.get(name) is None:
+        return _error(f"unknown tag {name!r}", 404)
+    now = rt.reactor.seconds()
+    try:
+        end = _time_arg(request, "to", now)
+        start = _time_arg(request, "from", end - DEFAULT_SPAN_S)
+        if start >= end:
+            raise BadRequest(f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})")
+        every_raw = request.args.get("every")
+        every = None
+        if every_raw is not None:
+            try:
+                every = parse_duration(every_raw)
+            except ValueError:
+                raise BadRequest(f"every={every_raw!r} is not a duration (e.g. 30s, 15m, 1h, 1d)") from None
+            if every <= 0:
+                raise BadRequest(f"every={every_raw!r} must be positive")
+            if (end - start) / every > MAX_BUCKETS:
+                raise BadRequest(f"every={every_raw!r} over this range gives more than {MAX_BUCKETS} intervals")
+    except BadRequest as exc:
+        return _error(str(exc))
+    for key in request.args:
+        if key not in ("from", "to", "every"):
+            return _error(f"unknown parameter {key!r} (use from, to, every)")
+    if every is None:
+        samples = await rt.historian.query_raw(name, start, end, MAX_RAW_POINTS)
+        points = [{"ts": iso_utc(s.ts), "value": s.value, "quality": str(s.quality)} for s in samples]
+    else:
+        rows = await rt.historian.query_agg(name, start, end, every)
+        points = [{"ts": iso_utc(r.ts), "min": r.min, "max": r.max, "mean": r.mean, "last": r.last,
+                   "count": r.count} for r in rows]
+    return json({"name": name, "from": iso_utc(start), "to": iso_utc(end), "every": every, "points": points})
+
+
+@bp.get("/devices")
+async def devices(request):
+    """Return communication statistics per device."""
+    out = []
+    for channel, device in _runtime(request).device_index():
+        h = device.health()
+        h["channel"] = channel.name
+        h["last_good"] = _iso(h["last_good"])
+        out.append(h)
+    return json({"devices": out})
+
+
+@bp.get("/channels")
+async def channels(request):
+    """Return per-segment statistics: transactions/s, utilisation, termination."""
+    return json({"channels": [ch.health() for ch in _runtime(request).channels]})

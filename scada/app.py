@@ -1,0 +1,181 @@
+# -*- test-case-name: tests.integration.test_pty_engine -*-
+"""Build the runtime from a validated config and run it on one asyncio loop.
+
+DESIGN rule 1: Twisted's ``asyncioreactor`` is installed on a fresh asyncio
+loop before anything imports the global reactor, and Sanic serves the API on
+that same loop in single-process mode.  SIGINT/SIGTERM stop polling, flush
+history, close ports and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from tags.table import TagTable
+
+log = logging.getLogger(__name__)
+
+
+def install_reactor():
+    """Install the asyncio reactor on a new loop and return ``(reactor, loop)``."""
+    import sys
+
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        loop = getattr(reactor, "_asyncioEventloop", None)
+        if loop is None:
+            raise RuntimeError("a non-asyncio Twisted reactor was installed before the engine started")
+        return reactor, loop
+    from twisted.internet import asyncioreactor
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    return reactor, loop
+
+
+class Runtime:
+    """Everything a running site consists of, wired together.
+
+    ``reactor`` is injected (a ``task.Clock`` in tests).  With
+    ``cfg.simulate`` true every channel is served by simulated meters on a
+    pseudo-terminal pair (or a TCP listener for Modbus TCP), and polled
+    through the real serial/TCP code path.
+    """
+
+    def __init__(self, cfg, reactor, base_dir: str | os.PathLike | None = None) -> None:
+        from channels.modbus.channel import ModbusChannel
+        from tags.historian import make_historian
+        from tags.historian.writer import HistoryWriter
+
+        self.cfg = cfg
+        self._reactor = reactor
+        self.started_at = reactor.seconds()
+        self.tags = TagTable()
+        self.field = None
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        serial_over: dict[str, str] = {}
+        tcp_over: dict[str, tuple[str, int]] = {}
+        if cfg.simulate:
+            from channels.sim.field import SimulatedField
+
+            self.field = SimulatedField(cfg, reactor)
+            if any(c.type == "modbus-rtu" for c in cfg.channels):
+                serial_over = self.field.start_pty()
+            if any(c.type == "modbus-tcp" for c in cfg.channels):
+                tcp_over = self.field.start_tcp()
+        self.channels = []
+        for ch in cfg.channels:
+            serial = serial_over.get(ch.name) if ch.type == "modbus-rtu" else None
+            tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
+            channel = ModbusChannel(reactor, ch, cfg.profiles, self.tags.update_many,
+                                    serial_override=serial, tcp_override=tcp)
+            for tagdef in channel.tagdefs:
+                self.tags.define(tagdef)
+            self.channels.append(channel)
+        hist = cfg.history
+        if hist.backend == "sqlite":
+            path = Path(hist.path)
+            if not path.is_absolute():
+                path = base / path
+            self.historian = make_historian("sqlite", reactor, path=str(path),
+                                            flush_interval=hist.flush_interval, batch_size=hist.batch_size)
+        else:
+            self.historian = make_historian(hist.backend, reactor, **hist.model_dump())
+        self.writer = HistoryWriter(self.tags, self.historian, reactor)
+        self._running = False
+
+    @property
+    def reactor(self):
+        """Return the injected reactor."""
+        return self._reactor
+
+    def uptime(self) -> float:
+        """Return seconds since the runtime was built."""
+        return self._reactor.seconds() - self.started_at
+
+    def start(self) -> None:
+        """Start history and polling."""
+        start = getattr(self.historian, "start", None)
+        if start is not None:
+            start()
+        self.writer.start()
+        for channel in self.channels:
+            channel.log_plan()
+            channel.start()
+        self._running = True
+        log.info("site %r running: %d channels, %d tags", self.cfg.site.name, len(self.channels), len(self.tags))
+
+    def stop(self) -> None:
+        """Stop polling, flush history, close ports (idempotent)."""
+        if not self._running:
+            return
+        self._running = False
+        for channel in self.channels:
+            channel.stop()
+        self.writer.stop()
+        self.historian.close()
+        if self.field is not None:
+            self.field.stop()
+        log.info("site %r stopped; history flushed", self.cfg.site.name)
+
+    def device_index(self) -> list[tuple[object, object]]:
+        """Return (channel, device) pairs in configuration order."""
+        return [(ch, dev) for ch in self.channels for dev in ch.devices]
+
+
+def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
+    """Run the site until SIGINT/SIGTERM; return the exit status."""
+    reactor, loop = install_reactor()
+    from scada.api import build_app
+
+    runtime = Runtime(cfg, reactor, base_dir)
+    app = build_app(runtime)
+    state: dict = {}
+
+    async def serve() -> None:
+        server = await app.create_server(host=cfg.api.host, port=cfg.api.port, return_asyncio_server=True,
+                                         access_log=False)
+        if server is None:
+            raise RuntimeError(f"cannot serve the API on {cfg.api.listen}")
+        await server.startup()
+        await server.before_start()
+        await server.after_start()
+        state["server"] = server
+        log.info("API on http://%s:%d/api/v1", cfg.api.host, cfg.api.port)
+
+    async def shutdown() -> None:
+        runtime.stop()
+        server = state.get("server")
+        if server is not None:
+            await server.before_stop()
+            server.close()
+            await server.wait_closed()
+            await server.after_stop()
+
+    def started() -> None:
+        from twisted.internet.defer import Deferred
+
+        def failed(failure):
+            log.error("cannot start: %s", failure.getErrorMessage())
+            state["error"] = failure.getErrorMessage()
+            reactor.stop()
+
+        runtime.start()
+        Deferred.fromFuture(asyncio.ensure_future(serve())).addErrback(failed)
+
+    def stopping():
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromFuture(asyncio.ensure_future(shutdown()))
+
+    reactor.callWhenRunning(started)
+    reactor.addSystemEventTrigger("before", "shutdown", stopping)
+    reactor.run()
+    return 1 if "error" in state else 0

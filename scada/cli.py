@@ -1,0 +1,134 @@
+# -*- test-case-name: tests.scada.test_cli -*-
+"""The ``scada`` command: run, check, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIGS = ("config/site.yaml", "config/demo.yaml")
+
+
+def _default_config() -> str:
+    for candidate in DEFAULT_CONFIGS:
+        if Path(candidate).is_file():
+            return candidate
+    return DEFAULT_CONFIGS[-1]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # pymodbus and sanic are chatty at INFO; the engine's own lines matter.
+    for noisy in ("sanic.access", "sanic.root", "sanic.server", "pymodbus"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: str):
+    """Load a config or print its problems; return the config or None."""
+    from scada.config import ConfigError, load_config
+
+    try:
+        cfg, warnings = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+    for problem in warnings:
+        print(problem, file=sys.stderr)
+    return cfg
+
+
+def cmd_check(args) -> int:
+    """Validate a site file: problems as FILE:LINE: message, exit 1; 'ok' and 0 when valid."""
+    from scada.config import check_main
+
+    return check_main(args.file)
+
+
+def cmd_run(args) -> int:
+    """Run the site: poll, keep tags and history, serve the API."""
+    _setup_logging(args.verbose)
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    if args.simulate:
+        cfg = cfg.model_copy(update={"simulate": True})
+    if args.listen:
+        from scada.config import ApiConfig
+
+        cfg = cfg.model_copy(update={"api": ApiConfig(listen=args.listen)})
+    from scada.app import run
+
+    return run(cfg)
+
+
+def cmd_simulate(args) -> int:
+    """Run only the simulated field for another master to poll."""
+    _setup_logging(args.verbose)
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    from scada.app import install_reactor
+
+    reactor, _loop = install_reactor()
+    from channels.sim.field import SimulatedField
+
+    field = SimulatedField(cfg, reactor)
+    if args.tcp:
+        endpoints = {name: f"tcp {host}:{port}" for name, (host, port) in
+                     field.start_tcp(args.host, args.port).items()}
+    else:
+        endpoints = {name: f"serial {path}" for name, path in field.start_pty().items()}
+        tcp_channels = [c for c in cfg.channels if c.type == "modbus-tcp"]
+        if tcp_channels:
+            endpoints.update({name: f"tcp {host}:{port}" for name, (host, port) in
+                              field.start_tcp(args.host, args.port).items()
+                              if name in {c.name for c in tcp_channels}})
+    for channel in cfg.channels:
+        devices = ", ".join(f"{d.name}@{d.address}" for d in channel.devices)
+        print(f"{channel.name}: {endpoints.get(channel.name, '-')}  ({devices})", flush=True)
+    reactor.addSystemEventTrigger("before", "shutdown", field.stop)
+    reactor.run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``scada`` command."""
+    parser = argparse.ArgumentParser(prog="scada", description="Metering dispatch SCADA for apartment buildings.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a site: poll meters, keep history, serve the API")
+    p.add_argument("-c", "--config", default=_default_config(), help="site YAML (default: %(default)s)")
+    p.add_argument("--simulate", action="store_true", help="poll simulated meters on ptys, whatever the file says")
+    p.add_argument("--listen", help="API address host:port, overriding api.listen")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate a site YAML file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("simulate", help="run simulated meters for another master to poll")
+    p.add_argument("-c", "--config", default=_default_config(), help="site YAML (default: %(default)s)")
+    p.add_argument("--tcp", action="store_true", help="listen on TCP instead of pseudo-terminals")
+    p.add_argument("--host", default="127.0.0.1", help="TCP listen address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=0, help="first TCP port, 0 for any (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``scada`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

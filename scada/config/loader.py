@@ -1,0 +1,377 @@
+# -*- test-case-name: tests.scada.config.test_config_load -*-
+"""Load a site file into a :class:`SiteConfig`, collecting every problem.
+
+Validation goes piece by piece (a section, a channel, each device, each
+profile point) instead of in one pydantic call, so that one bad device
+neither hides the problems of the others nor stops the cross-field checks
+from running on everything that did validate.  Nothing here opens a port:
+config is validated before anything opens (DESIGN rule 7).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from pathlib import Path as FsPath
+from typing import Any, TextIO
+
+import yaml
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from .messages import describe_error
+from .model import (
+    ApiConfig,
+    ChannelConfig,
+    DeviceConfig,
+    HistoryConfig,
+    Name,
+    PointConfig,
+    ProfileConfig,
+    SiteConfig,
+    SiteInfo,
+)
+from .problems import (
+    ConfigError,
+    Path,
+    Problem,
+    SourceMap,
+    format_path,
+    nearest_line,
+    show_value,
+    sort_problems,
+)
+from .validators import (
+    check_addresses,
+    check_channel_names,
+    check_device_names,
+    check_poll_budget,
+    check_profile_registers,
+    check_profiles_known,
+    check_termination,
+    check_transport_kind,
+)
+from .yaml_lines import load_yaml
+
+#: Profiles shipped with the project, ``<repo>/config/profiles/<name>.yaml``.
+BUILTIN_PROFILES_DIR = FsPath(__file__).resolve().parents[2] / "config" / "profiles"
+#: The sections a site file may have (the YAML contract).
+SITE_KEYS = ("site", "history", "api", "simulate", "channels", "profiles")
+
+_BOOL = TypeAdapter(bool, config=ConfigDict(strict=True))
+_NAME = TypeAdapter(Name, config=ConfigDict(strict=True))
+# A profile name becomes a file name; anything that could leave the
+# profiles directory is simply never looked up.
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[SiteConfig, list[Problem]]:
+    """Load and validate a site file.
+
+    Return the configuration and its warnings.  Raise :class:`ConfigError`
+    carrying every problem (warnings too) if there is at least one error.
+    Profiles that devices reference but the file does not define inline
+    are read from a ``profiles/`` directory beside the site file, then
+    from :data:`BUILTIN_PROFILES_DIR`.
+    """
+    run = _Run(os.fspath(path))
+    config = run.load()
+    problems = sort_problems(run.problems, run.file)
+    if config is None or any(p.is_error for p in problems):
+        raise ConfigError(problems)
+    return config, problems
+
+
+def check_main(path: str, out: TextIO | None = None) -> int:
+    """Implement ``scada check FILE``.
+
+    Print every problem sorted by file and line, then ``ok`` if there is no
+    error.  Return 0 if the file is valid, 1 otherwise.  Never raises.
+    """
+    out = sys.stdout if out is None else out
+    try:
+        _config, problems = load_config(path)
+        failed = False
+    except ConfigError as exc:
+        problems, failed = exc.problems, True
+    except Exception as exc:  # noqa: BLE001 - `scada check` must never show a traceback
+        problems = [Problem(str(path), 1, f"internal error while checking: {type(exc).__name__}: {exc}")]
+        failed = True
+    for problem in problems:
+        print(problem, file=out)
+    if not failed:
+        print("ok", file=out)
+    return 1 if failed else 0
+
+
+class _Run:
+    """The state of one load: problems found so far and where objects came from."""
+
+    def __init__(self, file: str):
+        """Prepare to load ``file``."""
+        self.file = file
+        self.problems: list[Problem] = []
+        self.smap = SourceMap()
+        self._lines: dict[str, dict[Path, int]] = {}
+
+    def error(self, file: str, line: int, message: str) -> None:
+        """Record an error."""
+        self.problems.append(Problem(file, line, message))
+
+    def load(self) -> SiteConfig | None:
+        """Validate the site file; return the config, or None if it has errors."""
+        data = self._read(self.file, "site")
+        if data is None:
+            return None
+        lines = self._lines[self.file]
+        for key in data:
+            if key not in SITE_KEYS:
+                message = f"unknown key {show_value(key)} at top level"
+                close = difflib.get_close_matches(str(key), SITE_KEYS, n=1)
+                if close:
+                    message += f" (did you mean {close[0]!r}?)"
+                else:
+                    message += f"; sections are {', '.join(SITE_KEYS)}"
+                self.error(self.file, nearest_line(lines, (key,)), message)
+        if "site" in data:
+            site = self._validate(SiteInfo, data["site"], self.file, ("site",))
+        else:
+            message = "missing required section 'site' (e.g. site: {name: Demo district})"
+            self.error(self.file, lines[()], message)
+            site = None
+        # An empty section (`history:` with everything commented out) means defaults.
+        history = self._validate(HistoryConfig, _or(data.get("history"), {}), self.file, ("history",))
+        api = self._validate(ApiConfig, _or(data.get("api"), {}), self.file, ("api",))
+        simulate = self._validate(_BOOL, data.get("simulate", False), self.file, ("simulate",))
+        channels, devices, extent = self._channels(_or(data.get("channels"), []))
+        profiles, broken = self._inline_profiles(_or(data.get("profiles"), {}))
+        searched = self._file_profiles(devices, profiles, broken)
+        self._cross_check(channels, devices, extent, profiles, broken, searched)
+        if any(p.is_error for p in self.problems) or None in (site, history, api, simulate):
+            return None
+        return SiteConfig.model_validate(
+            {
+                "site": site,
+                "history": history,
+                "api": api,
+                "simulate": simulate,
+                "channels": channels,
+                "profiles": profiles,
+                "source": self.file,
+            }
+        )
+
+    def _read(self, file: str, what: str) -> dict[Any, Any] | None:
+        """Return a YAML file's top-level mapping, or None after recording why not."""
+        try:
+            raw = FsPath(file).read_bytes()
+        except FileNotFoundError:
+            return self.error(file, 1, f"cannot read {what} file: no such file")
+        except IsADirectoryError:
+            return self.error(file, 1, f"cannot read {what} file: it is a directory")
+        except (OSError, ValueError) as exc:
+            return self.error(file, 1, f"cannot read {what} file: {getattr(exc, 'strerror', None) or exc}")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            return self.error(file, line, f"not UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start}")
+        try:
+            data, lines, problems = load_yaml(text, file)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 1
+            column = f" (column {mark.column + 1})" if mark else ""
+            what_went_wrong = exc.problem or exc.context or "invalid YAML"
+            if what_went_wrong.startswith("but ") and exc.context:
+                what_went_wrong = f"{exc.context}, {what_went_wrong}"
+            return self.error(file, line, f"YAML syntax error: {what_went_wrong}{column}")
+        except yaml.reader.ReaderError as exc:
+            line = text.count("\n", 0, exc.position) + 1
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+            return self.error(file, line, f"YAML syntax error: character #x{code:04x} is not allowed")
+        except yaml.YAMLError as exc:
+            return self.error(file, 1, f"YAML error: {exc}")
+        except RecursionError:
+            return self.error(file, 1, "YAML nesting is too deep")
+        self.problems.extend(problems)
+        self._lines[file] = lines
+        self.smap.add_file(file, lines)
+        if data is None:
+            return self.error(file, 1, f"the {what} file is empty; its top level must be a mapping")
+        if not isinstance(data, dict):
+            kinds = {"site": f"of sections ({', '.join(SITE_KEYS)})", "profile": "with 'points:'"}
+            message = f"the top level must be a mapping {kinds[what]}, not {show_value(data)}"
+            return self.error(file, lines.get((), 1), message)
+        return data
+
+    def _validate(self, schema: Any, raw: Any, file: str, path: Path, items_failed: str = "") -> Any:
+        """Validate ``raw`` at ``path`` of ``file``; return the result or None.
+
+        ``items_failed`` names a list field whose failing items were already
+        reported and removed, so that "must not be empty" is not added.
+        """
+        try:
+            if isinstance(schema, type) and issubclass(schema, BaseModel):
+                result = schema.model_validate(raw)
+            else:
+                result = schema.validate_python(raw)
+        except ValidationError as exc:
+            lines = self._lines.get(file, {})
+            for error in exc.errors(include_url=False):
+                loc = tuple(error["loc"])
+                if items_failed and loc == (items_failed,) and error["type"] == "too_short":
+                    continue
+                message = describe_error(error, schema, path)
+                self.error(file, nearest_line(lines, path + loc), message)
+            return None
+        if isinstance(result, BaseModel):
+            self.smap.add(result, file, path)
+        return result
+
+    def _validate_with_items(
+        self, schema: type[BaseModel], raw: Any, file: str, path: Path, field: str, item: type[BaseModel]
+    ) -> tuple[Any, list[Any]]:
+        """Validate each item of list ``field`` on its own, then the rest of ``raw``.
+
+        Return the parent (None if it fails) and the items that validated.
+        """
+        if not isinstance(raw, dict) or not isinstance(_or(raw.get(field), []), list):
+            return self._validate(schema, raw, file, path), []
+        items, failed = [], False
+        for index, raw_item in enumerate(_or(raw.get(field), [])):
+            valid = self._validate(item, raw_item, file, path + (field, index))
+            failed |= valid is None
+            if valid is not None:
+                items.append(valid)
+        parent_raw = {**raw, field: items} if field in raw else raw
+        return self._validate(schema, parent_raw, file, path, field if failed else ""), items
+
+    def _channels(self, raw: Any) -> tuple[list[ChannelConfig], list[DeviceConfig], dict[int, str]]:
+        """Validate the channel list.
+
+        Return the channels whose type and devices can be checked, every
+        valid device (also those on a channel with errors, for site-wide
+        checks) and, by channel id, how far each channel can be checked:
+        ``complete`` (everything validated), ``partial`` (some devices
+        failed) or ``devices`` (a stand-in carrying only name, type and
+        the valid devices of a channel whose own settings failed).
+        """
+        if not isinstance(raw, list):
+            line = nearest_line(self._lines[self.file], ("channels",))
+            self.error(self.file, line, f"channels: expected a list of channels, got {show_value(raw)}")
+            return [], [], {}
+        channels, devices, extent = [], [], {}
+        for index, raw_channel in enumerate(raw):
+            path = ("channels", index)
+            channel, valid = self._validate_with_items(
+                ChannelConfig, raw_channel, self.file, path, "devices", DeviceConfig
+            )
+            devices += valid
+            if channel is not None:
+                channels.append(channel)
+                all_valid = len(channel.devices) == len(_or(raw_channel.get("devices"), []))
+                extent[id(channel)] = "complete" if all_valid else "partial"
+            elif isinstance(raw_channel, dict) and raw_channel.get("type") in ("modbus-rtu", "modbus-tcp"):
+                # The address rules depend only on the type, so a typo in,
+                # say, the baud rate should not hide a duplicate address.
+                name = raw_channel.get("name")
+                stand_in = ChannelConfig.model_construct(
+                    name=name if isinstance(name, str) else format_path(path),
+                    type=raw_channel["type"],
+                    devices=valid,
+                )
+                self.smap.add(stand_in, self.file, path)
+                channels.append(stand_in)
+                extent[id(stand_in)] = "devices"
+        return channels, devices, extent
+
+    def _profile(self, raw: Any, file: str, path: Path) -> ProfileConfig | None:
+        """Validate one profile, point by point."""
+        profile, _points = self._validate_with_items(ProfileConfig, raw, file, path, "points", PointConfig)
+        return profile
+
+    def _inline_profiles(self, raw: Any) -> tuple[dict[str, ProfileConfig], set[str]]:
+        """Validate the ``profiles:`` mapping; return the valid ones and the names of broken ones."""
+        lines = self._lines[self.file]
+        if not isinstance(raw, dict):
+            message = f"profiles: expected a mapping of profile name to profile, got {show_value(raw)}"
+            self.error(self.file, nearest_line(lines, ("profiles",)), message)
+            return {}, set()
+        profiles, broken = {}, set()
+        for name, raw_profile in raw.items():
+            path = ("profiles", name)
+            if self._validate(_NAME, name, self.file, path) is None:
+                continue
+            profile = self._profile(raw_profile, self.file, path)
+            if profile is None:
+                broken.add(name)
+            else:
+                profiles[name] = profile
+        return profiles, broken
+
+    def _file_profiles(
+        self, devices: list[DeviceConfig], profiles: dict[str, ProfileConfig], broken: set[str]
+    ) -> str:
+        """Add the referenced profiles not defined inline from profile files.
+
+        A ``profiles/`` directory beside the site file comes before the
+        built-in one, so a site can override a shipped profile.  Return a
+        description of where files were looked for.
+        """
+        directories = [FsPath(self.file).parent / "profiles", BUILTIN_PROFILES_DIR]
+        wanted = sorted({d.profile for d in devices} - profiles.keys() - broken)
+        for name in wanted:
+            if not _SAFE_FILE_NAME.fullmatch(name) or ".." in name:
+                continue
+            for directory in directories:
+                candidate = directory / f"{name}.yaml"
+                try:
+                    present = candidate.is_file()
+                except OSError:  # e.g. a name longer than the file system allows
+                    present = False
+                if not present:
+                    continue
+                file = str(candidate)
+                data = self._read(file, "profile")
+                profile = None if data is None else self._profile(data, file, ())
+                if profile is None:
+                    broken.add(name)
+                else:
+                    profiles[name] = profile
+                break
+        return "inline profiles, " + " and ".join(f"{d}/<name>.yaml" for d in directories)
+
+    def _cross_check(
+        self,
+        channels: list[ChannelConfig],
+        devices: list[DeviceConfig],
+        extent: dict[int, str],
+        profiles: dict[str, ProfileConfig],
+        broken: set[str],
+        searched: str,
+    ) -> None:
+        """Run the checks that span several objects on everything that validated."""
+        smap = self.smap
+        found = self.problems
+        found += check_channel_names(channels, smap)
+        found += check_device_names(devices, smap)
+        found += check_profiles_known(devices, profiles.keys() | broken, smap, searched)
+        for name, profile in profiles.items():
+            found += check_profile_registers(name, profile, smap)
+        for channel in channels:
+            found += check_addresses(channel, smap)
+            if extent[id(channel)] == "devices":
+                continue
+            found += check_transport_kind(channel, smap)
+            found += check_poll_budget(channel, profiles, smap)
+            # A device that failed validation may be a terminated one, so
+            # counting terminators on a partial list would mislead.
+            if extent[id(channel)] == "complete":
+                found += check_termination(channel, smap)
+
+
+def _or(value: Any, default: Any) -> Any:
+    """Return ``default`` for a YAML null (an empty section), else ``value``."""
+    return default if value is None else value

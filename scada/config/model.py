@@ -1,0 +1,298 @@
+# -*- test-case-name: tests.scada.config.test_config_model -*-
+"""Typed model of a site configuration file.
+
+The field names are the YAML keys, which are a contract shared with the
+docs, example sites and profile files.  Each model checks only its own
+fields; rules that span several objects (unique names, addresses, bus
+termination, poll budget) live in :mod:`scada.config.validators` so they
+can run on whatever part of a broken file did parse.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zoneinfo
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import model_validator
+
+from channels.modbus.timing import STANDARD_BAUDRATES
+
+from .durations import parse_duration
+from .problems import show_value
+
+#: Registers a value of each point type occupies.
+REGISTER_COUNT = {
+    "u16": 1, "i16": 1, "bcd16": 1,
+    "u32": 2, "i32": 2, "f32": 2, "bcd32": 2,
+    "u64": 4, "i64": 4, "f64": 4,
+}  # fmt: skip
+
+PointType = Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bcd16", "bcd32"]
+
+
+def _check_name(value: str) -> str:
+    """Reject names that cannot be one half of a ``<device>.<point>`` tag name."""
+    if not value:
+        raise ValueError("name must not be empty")
+    if any(c.isspace() or c == "." for c in value):
+        raise ValueError(
+            f"{show_value(value)} is not a valid name: no whitespace or '.' allowed "
+            "(tag names are <device>.<point>)"
+        )
+    return value
+
+
+def _range(low: int, high: int | None = None) -> Any:
+    """Return an int type limited to ``low..high`` with a message naming both ends."""
+
+    def check(value: int) -> int:
+        """Return ``value`` if it lies within the bounds."""
+        if high is None and value < low:
+            raise ValueError(f"{value} must be at least {low}")
+        if high is not None and not low <= value <= high:
+            raise ValueError(f"{value} is out of range {low}-{high}")
+        return value
+
+    bounds = {"minimum": low} | ({"maximum": high} if high is not None else {})
+    return Annotated[int, AfterValidator(check), Field(json_schema_extra=bounds)]
+
+
+def _check_positive(seconds: float) -> float:
+    """Reject a zero duration where a period is needed."""
+    if seconds <= 0:
+        raise ValueError(f"{seconds:g} s is not a period; it must be longer than zero")
+    return seconds
+
+
+def _check_not_negative(value: float) -> float:
+    """Reject negative numbers."""
+    if value < 0:
+        raise ValueError(f"{value:g} must not be negative")
+    return value
+
+
+def _parse_host_port(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6addr]:port`` too) or raise ValueError naming it."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or any(c.isspace() for c in host) or not port.isdigit():
+        raise ValueError(f"{show_value(value)} is not host:port, e.g. '192.0.2.10:4001'")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{show_value(value)}: port {int(port)} is out of range 1-65535")
+    return host, int(port)
+
+
+def _check_host_port(value: str) -> str:
+    """Validate a ``host:port`` string, keeping it as written."""
+    _parse_host_port(value)
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    """Accept only zones the IANA database on this machine knows."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{show_value(value)} is not an IANA time zone such as 'Europe/Moscow'")
+    return value
+
+
+def _check_baudrate(value: int) -> int:
+    """Accept only the rates UARTs and meters actually offer."""
+    if value not in STANDARD_BAUDRATES:
+        allowed = ", ".join(str(b) for b in STANDARD_BAUDRATES)
+        raise ValueError(f"{value} is not a standard baud rate; use one of {allowed}")
+    return value
+
+
+#: A name usable in tag names: non-empty, no whitespace, no '.'.
+Name = Annotated[str, AfterValidator(_check_name)]
+#: Seconds, written as a number or as ``300ms``/``30s``/``1.5m``/``1h``/``1d``.
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$"},
+            ]
+        }
+    ),
+]
+PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
+HostPort = Annotated[str, AfterValidator(_check_host_port), Field(examples=["192.0.2.10:4001"])]
+
+
+class _Model(BaseModel):
+    """Common settings: unknown keys are errors, no silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SiteInfo(_Model):
+    """The ``site:`` section: what this installation is called and where."""
+
+    name: str
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/Moscow"
+
+
+class HistoryConfig(_Model):
+    """The ``history:`` section: where samples are archived."""
+
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    path: str = "var/history.db"
+    flush_interval: PositiveDuration = 1.0
+    batch_size: _range(1) = 500
+    url: Optional[str] = None
+    org: Optional[str] = None
+    bucket: Optional[str] = None
+    token: Optional[str] = None
+
+
+class ApiConfig(_Model):
+    """The ``api:`` section: where the HTTP API and HMI listen."""
+
+    listen: HostPort = "127.0.0.1:8080"
+
+    @property
+    def host(self) -> str:
+        """Return the host part of ``listen``."""
+        return _parse_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """Return the port part of ``listen``."""
+        return _parse_host_port(self.listen)[1]
+
+
+class Rs485Config(_Model):
+    """RS-485 specifics of a serial port."""
+
+    rts_toggle: bool = False
+    termination: bool = False
+    delay_before_tx: Optional[Duration] = None
+    delay_before_rx: Optional[Duration] = None
+
+
+class TransportConfig(_Model):
+    """How a channel reaches its bus: a local serial port or a TCP endpoint.
+
+    ``tcp`` serves both a Modbus TCP server and an RTU-over-TCP serial
+    gateway; the line settings then describe the gateway's serial side.
+    """
+
+    serial: Optional[Annotated[str, Field(min_length=1)]] = None
+    tcp: Optional[HostPort] = None
+    baudrate: Annotated[int, AfterValidator(_check_baudrate)] = 9600
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[8] = 8
+    rs485: Optional[Rs485Config] = None
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> TransportConfig:
+        """Require exactly one of ``serial`` and ``tcp``."""
+        if (self.serial is None) == (self.tcp is None):
+            given = "both" if self.serial is not None else "neither"
+            raise ValueError(f"set exactly one of 'serial' or 'tcp' ({given} given)")
+        return self
+
+    @property
+    def tcp_host(self) -> str | None:
+        """Return the host of ``tcp``, None for a serial port."""
+        return _parse_host_port(self.tcp)[0] if self.tcp else None
+
+    @property
+    def tcp_port(self) -> int | None:
+        """Return the port of ``tcp``, None for a serial port."""
+        return _parse_host_port(self.tcp)[1] if self.tcp else None
+
+
+class DeviceConfig(_Model):
+    """One meter on a channel; its points come from ``profile``."""
+
+    name: Name
+    address: int
+    profile: Annotated[str, Field(min_length=1)]
+    poll: PositiveDuration = 60.0
+    termination: bool = False
+    enabled: bool = True
+    description: str = ""
+    sim: Optional[dict[str, Any]] = Field(default=None, strict=False)
+
+
+class ChannelConfig(_Model):
+    """One bus: a transport, its timing, and the devices on it."""
+
+    name: Name
+    type: Literal["modbus-rtu", "modbus-tcp"]
+    description: str = ""
+    transport: TransportConfig
+    timeout: Duration = 0.3
+    retries: _range(0, 10) = 2
+    #: Consecutive failed polls before a device's tags go comm_loss.
+    comm_loss_after: _range(1) = 3
+    devices: list[DeviceConfig] = []
+
+
+# The YAML key is `register`, which shadows ABCMeta.register on the class;
+# instances are unaffected, so pydantic's warning about it is noise.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+    class PointConfig(_Model):
+        """One value a profile reads from a device's registers."""
+
+        name: Name
+        function: Literal["holding", "input"]
+        # Without an explicit Field, pydantic takes ABCMeta.register as the default.
+        register: _range(0, 65535) = Field(...)
+        type: PointType
+        word_order: Literal["big", "little"] = "big"
+        scale: float = 1.0
+        offset: float = 0.0
+        unit: str = ""
+        deadband: Annotated[float, AfterValidator(_check_not_negative)] = 0.0
+        description: str = ""
+
+        @property
+        def count(self) -> int:
+            """Return the number of registers the value occupies."""
+            return REGISTER_COUNT[self.type]
+
+        @model_validator(mode="after")
+        def _fits_address_space(self) -> PointConfig:
+            """Reject a multi-register value that runs past register 65535."""
+            last = self.register + self.count - 1
+            if last > 65535:
+                raise ValueError(
+                    f"{self.type} at register {self.register} needs registers up to {last}, "
+                    "past the last register 65535"
+                )
+            return self
+
+
+class ProfileConfig(_Model):
+    """A device model's register map, inline or from ``profiles/<name>.yaml``."""
+
+    description: str = ""
+    sim: Optional[str] = None
+    #: Some meters accept fewer registers per read than the protocol's 125.
+    max_registers: _range(1, 125) = 125
+    points: Annotated[list[PointConfig], Field(min_length=1)]
+
+
+class SiteConfig(_Model):
+    """A whole site file, with every referenced profile resolved."""
+
+    site: SiteInfo
+    history: HistoryConfig = HistoryConfig()
+    api: ApiConfig = ApiConfig()
+    simulate: bool = False
+    channels: list[ChannelConfig] = []
+    profiles: dict[Name, ProfileConfig] = {}
+    #: The file this configuration was loaded from ("" if built in code).
+    source: str = ""

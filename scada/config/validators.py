@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.scada.config.test_config_validators -*-
+"""Checks that span several objects of a configuration.
+
+Each check is a plain function over already validated model objects that
+returns the problems it finds; ``smap`` supplies their lines.  The loader
+runs them on whatever part of a broken file did validate, so one bad device
+does not hide a duplicate address elsewhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Collection, Iterable, Mapping
+
+from .budget import plan_reads, requests_bus_time
+from .model import ChannelConfig, DeviceConfig, ProfileConfig
+from .problems import Problem, SourceMap, show_value
+
+#: Highest unicast address on a Modbus serial line; 0 is broadcast.
+MAX_RTU_ADDRESS = 247
+#: Most devices a channel may carry (one per RTU address).
+MAX_DEVICES_PER_CHANNEL = 247
+#: Terminated nodes on a correct RS-485 trunk: one at each end.
+MAX_TERMINATED_NODES = 2
+
+
+def check_channel_names(channels: Iterable[ChannelConfig], smap: SourceMap) -> list[Problem]:
+    """Report channel names used more than once."""
+    problems = []
+    first: dict[str, ChannelConfig] = {}
+    for channel in channels:
+        if channel.name in first:
+            line = smap.line(first[channel.name], "name")
+            problems.append(
+                smap.problem(
+                    channel, ("name",), f"duplicate channel name {channel.name!r} (first at line {line})"
+                )
+            )
+        else:
+            first[channel.name] = channel
+    return problems
+
+
+def check_device_names(devices: Iterable[DeviceConfig], smap: SourceMap) -> list[Problem]:
+    """Report device names used more than once anywhere in the site.
+
+    Tag names are ``<device>.<point>``, so two devices of one name would
+    write into the same tags even on different channels.
+    """
+    problems = []
+    first: dict[str, DeviceConfig] = {}
+    for device in devices:
+        if device.name in first:
+            line = smap.line(first[device.name], "name")
+            problems.append(
+                smap.problem(
+                    device, ("name",), f"duplicate device name {device.name!r} (first at line {line})"
+                )
+            )
+        else:
+            first[device.name] = device
+    return problems
+
+
+def check_transport_kind(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
+    """Report a Modbus TCP channel configured with a serial port."""
+    if channel.type == "modbus-tcp" and channel.transport.tcp is None:
+        where = smap.where(channel, "transport")
+        message = f"{where}: type 'modbus-tcp' needs 'tcp: host:port', not 'serial'"
+        return [smap.problem(channel, ("transport",), message)]
+    return []
+
+
+def check_addresses(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
+    """Report device addresses out of range or repeated, and overfull channels.
+
+    Modbus RTU unicast addresses are 1-247; a Modbus TCP unit id is one
+    byte, 0-255.  Disabled devices count: they are still wired to the bus.
+    """
+    low, high = (1, MAX_RTU_ADDRESS) if channel.type == "modbus-rtu" else (0, 255)
+    problems = []
+    if len(channel.devices) > MAX_DEVICES_PER_CHANNEL:
+        problems.append(
+            smap.problem(
+                channel,
+                (),
+                f"channel {channel.name!r} has {len(channel.devices)} devices; "
+                f"at most {MAX_DEVICES_PER_CHANNEL} fit on one channel",
+            )
+        )
+    first: dict[int, DeviceConfig] = {}
+    for device in channel.devices:
+        where = smap.where(device, "address")
+        if not low <= device.address <= high:
+            message = f"{where}: {device.address} is out of range {low}-{high}"
+            problems.append(smap.problem(device, ("address",), message))
+        elif device.address in first:
+            other = first[device.address]
+            message = (
+                f"{where}: address {device.address} of device {device.name!r} is already used by "
+                f"device {other.name!r} at line {smap.line(other, 'address')}"
+            )
+            problems.append(smap.problem(device, ("address",), message))
+        else:
+            first[device.address] = device
+    return problems
+
+
+def check_termination(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
+    """Check that an RS-485 segment is terminated at two ends, no more.
+
+    The terminated nodes are the port (``transport.rs485.termination``) and
+    every device with ``termination: true``.  Only a serial Modbus RTU
+    channel is a segment we can see; behind a TCP gateway the wiring is
+    the gateway's business.
+    """
+    if channel.type != "modbus-rtu" or channel.transport.serial is None:
+        return []
+    nodes = [f"port {channel.transport.serial}"] if (
+        channel.transport.rs485 and channel.transport.rs485.termination
+    ) else []
+    nodes += [device.name for device in channel.devices if device.termination]
+    if len(nodes) > MAX_TERMINATED_NODES:
+        message = (
+            f"segment {channel.name!r} has {len(nodes)} terminated nodes ({', '.join(nodes)}); "
+            "an RS-485 trunk is terminated at its two ends only"
+        )
+        return [smap.problem(channel, (), message)]
+    if not nodes:
+        message = (
+            f"segment {channel.name!r} has no terminated node; "
+            "an RS-485 trunk needs 120 Ω at both ends"
+        )
+        return [smap.problem(channel, (), message, "warning")]
+    return []
+
+
+def check_profile_registers(name: str, profile: ProfileConfig, smap: SourceMap) -> list[Problem]:
+    """Report overlapping registers, repeated point names and too wide points.
+
+    Two points of one function whose register ranges intersect decode the
+    same registers twice, which is almost always a typo in ``register``.
+    """
+    problems = []
+    names: dict[str, object] = {}
+    for point in profile.points:
+        if point.name in names:
+            line = smap.line(names[point.name], "name")
+            message = f"duplicate point name {point.name!r} in profile {name!r} (first at line {line})"
+            problems.append(smap.problem(point, ("name",), message))
+        else:
+            names[point.name] = point
+        if point.count > profile.max_registers:
+            message = (
+                f"{smap.where(point, 'type')}: point {point.name!r} ({point.type}) needs "
+                f"{point.count} registers but profile {name!r} has max_registers {profile.max_registers}"
+            )
+            problems.append(smap.problem(point, ("type",), message))
+    reach = None  # the point whose range ends last so far, per function
+    for point in sorted(profile.points, key=lambda p: (p.function, p.register)):
+        if reach is not None and reach.function == point.function:
+            reach_end = reach.register + reach.count
+            if point.register < reach_end:
+                message = (
+                    f"{smap.where(point, 'register')}: point {point.name!r} ({point.function} "
+                    f"{_span(point.register, point.count)}) overlaps point {reach.name!r} "
+                    f"({_span(reach.register, reach.count)}, line {smap.line(reach, 'register')}) "
+                    f"in profile {name!r}"
+                )
+                problems.append(smap.problem(point, ("register",), message))
+            if point.register + point.count <= reach_end:
+                continue
+        reach = point
+    return problems
+
+
+def _span(start: int, count: int) -> str:
+    """Return a register range as ``start`` or ``start-last``."""
+    return str(start) if count == 1 else f"{start}-{start + count - 1}"
+
+
+def check_profiles_known(
+    devices: Iterable[DeviceConfig],
+    known: Collection[str],
+    smap: SourceMap,
+    searched: str = "",
+) -> list[Problem]:
+    """Report devices whose profile is neither inline nor in a profile file.
+
+    ``known`` should include profiles that exist but failed validation, so
+    that their own errors are not echoed as "unknown profile" here;
+    ``searched`` says where files were looked for.
+    """
+    problems = []
+    for device in devices:
+        if device.profile in known:
+            continue
+        message = f"unknown profile {show_value(device.profile)} for device {device.name!r}"
+        close = difflib.get_close_matches(device.profile, list(known), n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif searched:
+            message += f"; looked in {searched}"
+        problems.append(smap.problem(device, ("profile",), message))
+    return problems
+
+
+def check_poll_budget(
+    channel: ChannelConfig, profiles: Mapping[str, ProfileConfig], smap: SourceMap
+) -> list[Problem]:
+    """Warn when one round over a channel's devices outlasts its shortest poll period.
+
+    The bus carries one transaction at a time, so if reading every device
+    once takes longer than the fastest poll, polls fall behind however the
+    scheduler orders them.  Only enabled devices with a known profile count.
+    Modbus TCP has no shared serial line and is not checked.
+    """
+    if channel.type != "modbus-rtu":
+        return []
+    transport = channel.transport
+    polled = [d for d in channel.devices if d.enabled and d.profile in profiles]
+    if not polled:
+        return []
+    total = 0.0
+    for device in polled:
+        profile = profiles[device.profile]
+        requests = plan_reads(profile.points, profile.max_registers)
+        total += requests_bus_time(requests, transport.baudrate, transport.parity, transport.stopbits)
+    shortest = min(device.poll for device in polled)
+    if total <= shortest:
+        return []
+    plural = "device" if len(polled) == 1 else "devices"
+    message = (
+        f"channel {channel.name!r}: one round of {len(polled)} {plural} needs {total:.2f} s of "
+        f"bus time at {transport.baudrate} Bd but the shortest poll period is {shortest:g} s"
+    )
+    return [smap.problem(channel, (), message, "warning")]

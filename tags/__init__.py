@@ -1,0 +1,1 @@
+"""Shared vocabulary of the system: samples, quality, tags, current values, history."""

@@ -1,0 +1,346 @@
+# -*- test-case-name: tests.tags.test_historian_sqlite -*-
+"""Embedded historian: one SQLite file, written in batches from the reactor thread.
+
+Layout: ``tags(id, name)`` gives every tag a small integer, and ``samples``
+is a WITHOUT ROWID table keyed by ``(tag_id, ts)``.  The key is the index
+that every query walks (one tag, a time range), and keeping the rows in the
+key's B-tree stores each sample once, where a rowid table plus an index on
+``(tag_id, ts)`` stores it twice and scatters one tag's rows over the file:
+measured, the file is about a third smaller for some 20 % slower inserts,
+which still run far above the rate of a site's polls.
+
+The key makes ``(tag, ts)`` the identity of a sample: writing a second sample
+of a tag with the same timestamp replaces the first.  That is deliberate.
+It is what InfluxDB does with a point of the same series and time, so both
+backends keep the same history; it makes replaying a buffer after a crash
+and back-filling an archive that overlaps live data idempotent; and it
+gives "the value at time t" (and ``last`` of a bucket) exactly one answer.
+Channels stamp samples with the time of the answer, so two different
+readings of one tag never legitimately share a timestamp.
+
+Quality is stored as its text (``'good'``): a few bytes more per row than
+an integer code, but the file stays readable with any SQLite tool (and the
+Grafana SQLite plugin) and a renumbered enum cannot corrupt old history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tags.historian.base import AggRow, Historian
+from tags.model import Sample
+from tags.quality import Quality
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+_log = logging.getLogger(__name__)
+
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tags (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS samples (
+    tag_id INTEGER NOT NULL REFERENCES tags(id),
+    ts REAL NOT NULL,
+    value REAL,
+    quality TEXT NOT NULL,
+    PRIMARY KEY (tag_id, ts)
+) WITHOUT ROWID;
+"""
+
+_INSERT = "INSERT OR REPLACE INTO samples (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)"
+
+_RAW = """
+SELECT ts, value, quality FROM samples
+WHERE tag_id = (SELECT id FROM tags WHERE name = :name) AND ts >= :start AND ts < :end
+ORDER BY ts
+LIMIT :limit
+"""
+
+_USABLE = {f"q{i}": q.value for i, q in enumerate(q for q in Quality if q.usable)}
+
+# CAST truncates towards zero; the correction term turns it into floor() for
+# negative times, because SQLite's floor() exists only in builds with the
+# math functions enabled.  The bucket's last value is fetched by joining its
+# MAX(ts) back to the key, which is unique per tag.
+_AGG = f"""
+WITH buckets AS (
+    SELECT CAST(ts / :every AS INTEGER)
+               - (ts < 0 AND ts / :every <> CAST(ts / :every AS INTEGER)) AS bucket,
+           MIN(value) AS lo, MAX(value) AS hi, AVG(value) AS mean,
+           COUNT(*) AS n, MAX(ts) AS last_ts
+    FROM samples
+    WHERE tag_id = :tag AND ts >= :start AND ts < :end
+      AND value IS NOT NULL AND quality IN ({", ".join(":" + k for k in _USABLE)})
+    GROUP BY bucket
+)
+SELECT b.bucket, b.lo, b.hi, b.mean, s.value, b.n
+FROM buckets AS b JOIN samples AS s ON s.tag_id = :tag AND s.ts = b.last_ts
+ORDER BY b.bucket
+"""
+
+_QUALITY_BY_TEXT = {q.value: q for q in Quality}
+
+
+class SqliteHistorian(Historian):
+    """History in a local SQLite file, for single-site installations and tests.
+
+    `write` only queues.  The queue goes to disk in one transaction when it
+    reaches ``batch_size`` samples, every ``flush_interval`` seconds once
+    `start` has armed the timer, before every query, and on `close`.  When a
+    flush fails (disk full, database locked by another process) the samples
+    stay queued and the next tick tries again.
+
+    WAL with ``synchronous=NORMAL`` keeps a committed batch across a crash
+    of this process; only a power cut can lose the last batches.  Pass
+    ``":memory:"`` as ``path`` for a throw-away database.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reactor: IReactorTime,
+        flush_interval: float = 1.0,
+        batch_size: int = 500,
+        busy_timeout: float = 0.2,
+    ) -> None:
+        """Open (creating if needed) the database at ``path``.
+
+        ``busy_timeout`` bounds how long a flush waits for another process's
+        lock; it blocks the reactor meanwhile, so keep it short: a refused
+        flush is simply retried at the next tick.
+        """
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval must be positive, not {flush_interval!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
+        self._path = os.fspath(path)
+        self._reactor = reactor
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are begun and ended explicitly, so
+        # that one flush is exactly one transaction.
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self._path, timeout=busy_timeout, isolation_level=None
+        )
+        try:
+            self._open_schema(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
+        self._tag_ids: dict[str, int] = dict(self._conn.execute("SELECT name, id FROM tags"))
+        self._queue: list[tuple[str, float, float | None, str]] = []
+        self._timer: IDelayedCall | None = None
+        self._failing = False
+        self._written_total = 0
+        self._batches = 0
+        self._flush_errors = 0
+        self._last_flush_ts: float | None = None
+
+    def start(self) -> None:
+        """Arm the periodic flush timer."""
+        self._require_open()
+        if self._timer is None:
+            self._timer = self._reactor.callLater(self._flush_interval, self._tick)
+
+    def write(self, samples: Sequence[Sample]) -> None:
+        """Queue samples; flush at once if the queue reaches ``batch_size``.
+
+        Values are converted to float here, so that a sample SQLite cannot
+        store (a numpy integer, a string) is refused with ``ValueError``
+        naming it instead of blocking the queue at every later flush.  None
+        of ``samples`` is queued if one is refused.
+        """
+        self._require_open()
+        rows = []
+        for sample in samples:
+            try:
+                value = sample.value
+                rows.append(
+                    (
+                        sample.name,
+                        float(sample.ts),
+                        None if value is None else float(value),
+                        _QUALITY_BY_TEXT[sample.quality].value,
+                    )
+                )
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"cannot store sample {sample!r}: {exc!r}") from None
+        self._queue.extend(rows)
+        # While storage refuses writes, retrying on every call would stall
+        # the reactor for busy_timeout each time; the timer retries instead.
+        if len(self._queue) >= self._batch_size and not self._failing:
+            self._flush_quietly()
+
+    def flush(self) -> None:
+        """Write the whole queue in one transaction; on error keep it queued and raise."""
+        conn = self._require_open()
+        batch = self._queue
+        if not batch:
+            return
+        new_names = [name for name in {row[0] for row in batch} if name not in self._tag_ids]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for name in new_names:
+                    self._tag_ids[name] = self._tag_id(conn, name)
+                ids = self._tag_ids
+                conn.executemany(_INSERT, [(ids[n], ts, v, q) for n, ts, v, q in batch])
+                conn.execute("COMMIT")
+            except BaseException:
+                # Ids handed out inside the rolled-back transaction do not
+                # exist; a later flush may give them to other names.
+                for name in new_names:
+                    self._tag_ids.pop(name, None)
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except Exception:
+            self._flush_errors += 1
+            if not self._failing:
+                # One report per outage: the timer retries every tick.
+                self._failing = True
+                _log.exception(
+                    "historian %s: flush of %d samples failed; keeping them queued",
+                    self._path,
+                    len(batch),
+                )
+            raise
+        count = len(batch)
+        batch.clear()
+        self._written_total += count
+        self._batches += 1
+        self._last_flush_ts = self._reactor.seconds()
+        if self._failing:
+            self._failing = False
+            _log.warning(
+                "historian %s: flushing works again after %d failed attempts",
+                self._path,
+                self._flush_errors,
+            )
+
+    async def query_raw(
+        self, name: str, start: float, end: float, limit: int = 100_000
+    ) -> list[Sample]:
+        """Return up to ``limit`` samples of ``name`` with ``start <= ts < end``, oldest first."""
+        conn = self._require_open()
+        if limit < 0:
+            # SQLite reads a negative LIMIT as "no limit".
+            raise ValueError(f"limit must not be negative, not {limit!r}")
+        self._flush_quietly()
+        params = {"name": name, "start": float(start), "end": float(end), "limit": int(limit)}
+        quality = _QUALITY_BY_TEXT
+        return [
+            Sample(name, value, quality[q], ts)
+            for ts, value, q in conn.execute(_RAW, params)
+        ]
+
+    async def query_agg(self, name: str, start: float, end: float, every: float) -> list[AggRow]:
+        """Aggregate ``name`` per ``every``-second bucket in SQL; see `Historian.query_agg`."""
+        conn = self._require_open()
+        every = float(every)
+        if not every > 0:
+            raise ValueError(f"aggregation interval must be positive, not {every!r}")
+        self._flush_quietly()
+        row = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return []
+        params = {"tag": row[0], "every": every, "start": float(start), "end": float(end)}
+        params.update(_USABLE)
+        return [
+            AggRow(bucket * every, lo, hi, mean, last, n)
+            for bucket, lo, hi, mean, last, n in conn.execute(_AGG, params)
+        ]
+
+    def close(self) -> None:
+        """Stop the timer, flush and close the file.
+
+        If the final flush fails, the error is raised and the historian stays
+        open with its queue, so that ``close`` can be retried.
+        """
+        if self._conn is None:
+            return
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        self.flush()
+        self._conn.close()
+        self._conn = None
+
+    def stats(self) -> dict[str, Any]:
+        """Return queue and write counters and the size of the files on disk (bytes)."""
+        return {
+            "backend": "sqlite",
+            "path": self._path,
+            "queued": len(self._queue),
+            "written_total": self._written_total,
+            "batches": self._batches,
+            "flush_errors": self._flush_errors,
+            "last_flush_ts": self._last_flush_ts,
+            "file_size": self._file_size(),
+        }
+
+    def _tick(self) -> None:
+        """Flush on the timer and re-arm it, whatever the flush did."""
+        self._timer = None
+        try:
+            self._flush_quietly()
+        finally:
+            if self._conn is not None:
+                self._timer = self._reactor.callLater(self._flush_interval, self._tick)
+
+    def _flush_quietly(self) -> None:
+        """Flush, leaving a failure to the log and the queue (see `flush`)."""
+        with contextlib.suppress(Exception):
+            self.flush()
+
+    def _require_open(self) -> sqlite3.Connection:
+        """Return the connection, or raise if the historian was closed."""
+        if self._conn is None:
+            raise RuntimeError(f"historian {self._path} is closed")
+        return self._conn
+
+    def _file_size(self) -> int | None:
+        """Return the bytes used by the database and its WAL, or None if not on disk."""
+        if self._path == ":memory:":
+            return None
+        total = 0
+        for path in (self._path, self._path + "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(path)
+        return total
+
+    @staticmethod
+    def _open_schema(conn: sqlite3.Connection) -> None:
+        """Set the journal mode and create or check the tables."""
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > _SCHEMA_VERSION:
+            raise RuntimeError(
+                f"historian schema version {version} is newer than this software ({_SCHEMA_VERSION})"
+            )
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    @staticmethod
+    def _tag_id(conn: sqlite3.Connection, name: str) -> int:
+        """Return the id of tag ``name``, adding it to the ``tags`` table if new."""
+        row = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return row[0]
+        return conn.execute("INSERT INTO tags (name) VALUES (?)", (name,)).lastrowid

@@ -1,0 +1,67 @@
+"""Stand-ins for the site config, built from the repository's YAML files.
+
+The simulator reads configs by attribute only, so plain namespaces loaded
+from ``config/profiles`` and ``config/demo.yaml`` are enough; this keeps the
+tests independent of the config package's classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from channels.modbus.points import PointSpec, function_code
+
+ROOT = Path(__file__).resolve().parents[3]
+PROFILE_DIR = ROOT / "config" / "profiles"
+DEMO = ROOT / "config" / "demo.yaml"
+#: 2025-10-09T08:53:20Z, a weekday morning in Moscow: value time for the tests.
+T0 = 1_760_000_000.0
+
+
+def load_profiles() -> dict[str, SimpleNamespace]:
+    """Return every profile in config/profiles as namespaces, by file stem."""
+    profiles = {}
+    for path in sorted(PROFILE_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        points = [SimpleNamespace(**{"word_order": "big", "scale": 1.0, "offset": 0.0, **p})
+                  for p in data["points"]]
+        profiles[path.stem] = SimpleNamespace(points=points, sim=data.get("sim"))
+    return profiles
+
+
+def profile_points(name: str) -> list[PointSpec]:
+    """Return a profile's points as the driver's PointSpecs."""
+    return [PointSpec(p.name, function_code(p.function), p.register, p.type, p.word_order, p.scale, p.offset)
+            for p in load_profiles()[name].points]
+
+
+def device(name: str, address: int, profile: str, sim: dict[str, Any] | None = None) -> SimpleNamespace:
+    """Return a device stand-in."""
+    return SimpleNamespace(name=name, address=address, profile=profile, sim=sim, enabled=True)
+
+
+def channel(name: str, devices: list[SimpleNamespace], type_: str = "modbus-rtu") -> SimpleNamespace:
+    """Return a channel stand-in."""
+    return SimpleNamespace(name=name, type=type_, transport=None, devices=devices)
+
+
+def site(channels: list[SimpleNamespace], timezone: str = "Europe/Moscow") -> SimpleNamespace:
+    """Return a site config stand-in with the repository's profiles."""
+    return SimpleNamespace(site=SimpleNamespace(name="test", timezone=timezone),
+                           channels=channels, profiles=load_profiles())
+
+
+def demo_site() -> SimpleNamespace:
+    """Return config/demo.yaml as a site config stand-in."""
+    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    channels = [
+        SimpleNamespace(name=c["name"], type=c["type"], transport=c["transport"],
+                        devices=[SimpleNamespace(**{"sim": None, "enabled": True, **d}) for d in c["devices"]])
+        for c in data["channels"]
+    ]
+    return SimpleNamespace(site=SimpleNamespace(**data["site"]), channels=channels,
+                           profiles=load_profiles(), raw=data)
