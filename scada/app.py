@@ -135,7 +135,13 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
     reactor, loop = install_reactor()
     from scada.api import build_app
 
-    runtime = Runtime(cfg, reactor, base_dir)
+    try:
+        runtime = Runtime(cfg, reactor, base_dir)
+    except (ValueError, OSError) as exc:
+        # Problems only the runtime can see (a simulator option, an unreadable
+        # history path): one clear line, status 1, no traceback.
+        log.error("cannot build the site: %s", exc)
+        return 1
     app = build_app(runtime)
     state: dict = {}
 
@@ -167,7 +173,13 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
             state["error"] = failure.getErrorMessage()
             reactor.stop()
 
-        runtime.start()
+        try:
+            runtime.start()
+        except Exception as exc:  # noqa: BLE001 - any start failure ends the run with status 1
+            log.exception("cannot start the site")
+            state["error"] = str(exc)
+            reactor.stop()
+            return
         Deferred.fromFuture(asyncio.ensure_future(serve())).addErrback(failed)
 
     def stopping():

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Iterable
 
 from channels.modbus.framer import FUNCTIONS, MAX_READ_REGISTERS
@@ -23,6 +24,14 @@ TYPE_REGISTERS = {
 }
 _STRUCT = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f",
            "u64": ">Q", "i64": ">q", "f64": ">d", "bcd16": ">H", "bcd32": ">I"}
+
+
+_FLOATS = frozenset({"f32", "f64"})
+
+
+def _decimals_of(number: float) -> int:
+    exponent = Decimal(repr(float(number))).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 class DecodeError(ValueError):
@@ -40,6 +49,13 @@ class PointSpec:
     word_order: str = "big"
     scale: float = 1.0
     offset: float = 0.0
+    #: Decimals a scaled integer is rounded to, so that 6421 × 0.01 reads
+    #: 64.21 and not 64.21000000000001; None for floats.
+    decimals: int | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.decimals is None and self.type not in _FLOATS:
+            object.__setattr__(self, "decimals", max(_decimals_of(self.scale), _decimals_of(self.offset)))
 
     @property
     def count(self) -> int:
@@ -79,7 +95,14 @@ def decode_point(spec: PointSpec, data: bytes, first_register: int) -> float:
     """Return the scaled value of ``spec`` from a read answer starting at ``first_register``."""
     start = 2 * (spec.register - first_register)
     raw = data[start:start + 2 * spec.count]
-    return decode_raw(raw, spec.type, spec.word_order) * spec.scale + spec.offset
+    value = decode_raw(raw, spec.type, spec.word_order) * spec.scale + spec.offset
+    if spec.decimals is not None:
+        return round(value, spec.decimals)
+    if spec.type == "f32":
+        # A float32 carries about 7 significant digits; the rest of the
+        # double is conversion noise that would show on screens and reports.
+        return float(f"{value:.7g}")
+    return value
 
 
 def encode_raw(value: float, type_: str, word_order: str = "big") -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import ClientFactory
 
 from channels.transports.base import Backoff, LinkSink, SinkProtocol
 
@@ -41,7 +41,7 @@ class TcpLink:
         self.state = "connecting"
         link = self
 
-        class _Factory(Factory):
+        class _Factory(ClientFactory):
             def buildProtocol(self, addr):  # noqa: N802 - Twisted callback
                 return SinkProtocol(link, link._sink)
 

@@ -239,3 +239,17 @@ def test_plan_properties(points, max_registers):
             assert block.start <= p.register and p.register + p.count <= block.start + block.count
             covered.update(range(p.register, p.register + p.count))
         assert covered == set(range(block.start, block.start + block.count))
+
+
+def test_scaled_integers_round_to_scale_decimals():
+    """6421 × 0.01 reads 64.21, not 64.21000000000001; offsets count too."""
+    spec = PointSpec("t.a", 3, 0, "i16", scale=0.01)
+    assert decode_point(spec, encode_raw(6421, "i16"), 0) == 64.21
+    spec = PointSpec("t.b", 3, 0, "u16", scale=0.1, offset=0.05)
+    assert decode_point(spec, encode_raw(3, "u16"), 0) == 0.35
+
+
+def test_float32_rounded_to_seven_significant_digits():
+    """A float32 reads with the digits it carries, without double conversion noise."""
+    spec = PointSpec("t.f", 3, 0, "f32")
+    assert decode_point(spec, encode_raw(4.992557, "f32"), 0) == 4.992557
