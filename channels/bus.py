@@ -28,6 +28,10 @@ from typing import Callable, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
+#: Clock jitter below which a deadline counts as reached (float rounding of
+#: re-armed timers), far below any Modbus timing.
+_DEADLINE_SLACK = 1e-6
+
 
 class Outcome(Enum):
     """How one transaction ended."""
@@ -105,6 +109,7 @@ class BusScheduler:
         retries: int = 2,
         char_time: float = 0.0,
         stats_window: float = 60.0,
+        link_grace: float = 5.0,
     ) -> None:
         self._reactor = reactor
         self.name = name
@@ -118,6 +123,11 @@ class BusScheduler:
         self._seq = 0
         self._pollers: list[Poller] = []
         self._running = False
+        #: How long polls wait for a first link at start before they begin
+        #: to fail as LINK_DOWN: a TCP gateway needs a moment to connect,
+        #: and reporting every device as comm_loss meanwhile is a false alarm.
+        self.link_grace = link_grace
+        self._grace = None
         # State of the poll in progress.
         self._current: Poller | None = None
         self._queue: Sequence[Transaction] = ()
@@ -126,6 +136,7 @@ class BusScheduler:
         self._attempt = 0
         self._sent_at = 0.0
         self._timer = None
+        self._deadline: float | None = None
         self._gap = None
         self._wake = None
         self._buf = bytearray()
@@ -152,18 +163,31 @@ class BusScheduler:
         return list(self._pollers)
 
     def start(self) -> None:
-        """Start polling (transactions fail as LINK_DOWN until a link is up)."""
+        """Start polling once a link is up, or after ``link_grace`` seconds without one.
+
+        After the grace period, transactions end as LINK_DOWN on the pollers'
+        schedule until a link comes up.
+        """
         self._running = True
         self._history.append((self._reactor.seconds(), 0, 0.0, 0.0))
+        if self._link is None and self.link_grace > 0:
+            self._grace = self._reactor.callLater(self.link_grace, self._end_grace)
+            return
         self._schedule_wake()
+
+    def _end_grace(self) -> None:
+        self._grace = None
+        if self._running and self._current is None:
+            self._advance()
 
     def stop(self) -> None:
         """Stop polling; a transaction in flight is abandoned."""
         self._running = False
-        for call in (self._timer, self._gap, self._wake):
+        for call in (self._timer, self._gap, self._wake, self._grace):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._gap = self._wake = None
+        self._timer = self._gap = self._wake = self._grace = None
+        self._deadline = None
         self._tx = None
         if self._current is not None:
             # Back on the heap, or a later start() would never poll it again.
@@ -182,6 +206,12 @@ class BusScheduler:
         self._link = link
         self._buf.clear()
         log.info("bus %s: link up (%s)", self.name, getattr(link, "endpoint", link))
+        if self._grace is not None:
+            if self._grace.active():
+                self._grace.cancel()
+            self._grace = None
+            if self._running and self._current is None:
+                self._advance()
 
     def link_down(self, reason: str) -> None:
         """Stop using the link; a transaction in flight ends as LINK_DOWN."""
@@ -196,7 +226,7 @@ class BusScheduler:
             gap_cancelled = True
         self._gap = None
         if self._tx is not None:
-            self._cancel_timer()
+            self._deadline = None
             self._finish(Outcome.LINK_DOWN, None)
         elif gap_cancelled:
             self._advance()
@@ -204,7 +234,7 @@ class BusScheduler:
     def data_received(self, data: bytes) -> None:
         """Feed bytes from the link to the decoder of the transaction in flight."""
         tx = self._tx
-        if tx is None or self._timer is None:
+        if tx is None or self._deadline is None:
             # Late answers after a timeout (also in the gap before a retry,
             # where taking one would leave the retry to go out as a second
             # request in flight), or noise on the line.
@@ -218,7 +248,7 @@ class BusScheduler:
                 return
             del buf[:consumed]
             if frame is not None:
-                self._cancel_timer()
+                self._deadline = None
                 self._answer(frame)
                 return
 
@@ -229,7 +259,7 @@ class BusScheduler:
         heapq.heappush(self._heap, (poller.next_due, self._seq, poller))
 
     def _schedule_wake(self) -> None:
-        if not self._running or self._current is not None or self._gap is not None:
+        if not self._running or self._current is not None or self._gap is not None or self._grace is not None:
             return
         if not self._heap:
             return
@@ -254,6 +284,8 @@ class BusScheduler:
         thousands of frames deep.
         """
         self._gap = None
+        if self._grace is not None:
+            return
         while self._running:
             poller = self._current
             now = self._reactor.seconds()
@@ -281,7 +313,7 @@ class BusScheduler:
             # Keep the phase of the period; skip rounds the bus was too busy for.
             period = poller.period
             due = poller.next_due + period
-            if due <= now and period > 0:
+            if due < now and period > 0:
                 due += ((now - due) // period + 1) * period
             poller.next_due = max(due, now) if period <= 0 else due
             self._push(poller)
@@ -293,19 +325,32 @@ class BusScheduler:
         now = self._reactor.seconds()
         self._sent_at = now
         self.transactions += 1
-        # Timer first: a link may answer or drop inside write() itself.
-        self._timer = self._reactor.callLater(tx.timeout, self._on_timeout)
+        # Deadline first: a link may answer or drop inside write() itself.
+        deadline = self._deadline = now + tx.timeout
+        timer = self._timer
+        # One timer per bus, re-armed lazily: answers take milliseconds and
+        # timeouts hundreds of them, so arming and cancelling a timer for
+        # every transaction would cost more than the rest of the transaction.
+        if timer is None:
+            self._timer = self._reactor.callLater(tx.timeout, self._check_deadline)
+        elif timer.getTime() > deadline + _DEADLINE_SLACK:
+            timer.cancel()
+            self._timer = self._reactor.callLater(tx.timeout, self._check_deadline)
         self._link.write(tx.request)
 
-    def _cancel_timer(self) -> None:
-        timer = self._timer
-        if timer is not None:
-            self._timer = None
-            if timer.active():
-                timer.cancel()
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        left = deadline - self._reactor.seconds()
+        if left > _DEADLINE_SLACK:
+            self._timer = self._reactor.callLater(left, self._check_deadline)
+            return
+        self._deadline = None
+        self._on_timeout()
 
     def _on_timeout(self) -> None:
-        self._timer = None
         # Bytes that never formed a frame mean the answer was garbled.
         self._failed(Outcome.CRC_ERROR if self._buf else Outcome.TIMEOUT, None)
 

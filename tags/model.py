@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tags.quality import Quality
 
@@ -23,13 +24,16 @@ class TagDef:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One value of one tag at one moment.
 
     ``ts`` is the source timestamp in Unix seconds (UTC): when the channel got
     the answer, not when a consumer saw it.  ``value`` is ``None`` when the
     quality says there is no value (timeout, comm loss, ...).
+
+    A named tuple rather than a frozen dataclass: every poll of every device
+    makes one per point, and a tuple is built in half the time while staying
+    immutable for the several consumers that share it.
     """
 
     name: str

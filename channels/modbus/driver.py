@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from channels.bus import Outcome, Transaction
 from channels.modbus import framer
-from channels.modbus.points import DecodeError, PointSpec, ReadBlock, decode_point
+from channels.modbus.points import BlockDecoder, DecodeError, PointSpec, ReadBlock
 from tags.model import Sample
 from tags.quality import Quality
 
@@ -87,10 +87,12 @@ class ModbusDevice:
         self.consecutive_failures = 0
         self._on_samples = on_samples
         self._answered = False
+        self._all_good = True
         self._samples: list[Sample] = []
         self.tags = [p.tag for b in self.blocks for p in b.points]
         self.transactions = [self._transaction(i, b, framing, timeout_for, wire_bytes_for)
                              for i, b in enumerate(self.blocks)]
+        self._decoders = {id(b): BlockDecoder(b) for b in self.blocks}
 
     def _transaction(self, index, block, framing, timeout_for, wire_bytes_for) -> Transaction:
         unit, function, count = self.unit, block.function, block.count
@@ -125,6 +127,7 @@ class ModbusDevice:
     def begin_poll(self, now: float) -> Sequence[Transaction]:
         """Start a poll: the same pre-built transactions every time."""
         self._answered = False
+        self._all_good = True
         self._samples = []
         self.stats.polls += 1
         return self.transactions
@@ -161,15 +164,17 @@ class ModbusDevice:
         samples = self._samples
         if outcome is Outcome.OK:
             self._answered = True
-            data, start = frame.data, block.start
-            for point in block.points:
-                try:
-                    samples.append(Sample(point.tag, decode_point(point, data, start), Quality.GOOD, now))
-                except DecodeError as exc:
+            good = Quality.GOOD
+            for point, value in zip(block.points, self._decoders[id(block)].decode(frame.data, block.start)):
+                if isinstance(value, DecodeError):
+                    self._all_good = False
                     self.stats.decode_errors += 1
-                    self.stats.last_error = f"{point.tag}: {exc}"
+                    self.stats.last_error = f"{point.tag}: {value}"
                     samples.append(Sample(point.tag, None, Quality.DECODE_FAILED, now))
+                else:
+                    samples.append(Sample(point.tag, value, good, now))
             return
+        self._all_good = False
         if outcome is Outcome.EXCEPTION:
             self._answered = True
             self.stats.last_exception = f"fc{block.function:02d} {block.start}+{block.count}: {frame.name}"
@@ -187,7 +192,7 @@ class ModbusDevice:
                 log.info("device %s answers again after %d failed polls", self.name, self.consecutive_failures)
             self.consecutive_failures = 0
             self.state = "ok"
-            if all(s.quality is Quality.GOOD for s in samples):
+            if self._all_good:
                 self.stats.last_good = now
         else:
             self.stats.failed_polls += 1

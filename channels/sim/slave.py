@@ -41,6 +41,7 @@ from channels.modbus.framer import (
     rtu_to_mbap,
 )
 from channels.modbus.points import TYPE_REGISTERS, PointSpec, encode_raw
+from channels.transports.base import write_now
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
@@ -292,7 +293,7 @@ class _SlaveProtocol(Protocol):
 
     def _send(self, data: bytes, delay: float) -> None:
         if delay <= 0:
-            self.transport.write(data)
+            write_now(self.transport, data)
             return
         call = self._reactor.callLater(delay, self._send_later, data)
         self._pending.append(call)
@@ -300,7 +301,7 @@ class _SlaveProtocol(Protocol):
     def _send_later(self, data: bytes) -> None:
         self._pending = [c for c in self._pending if c.active()]
         if self.transport is not None and self.connected:
-            self.transport.write(data)
+            write_now(self.transport, data)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Drop answers still waiting for their latency; nobody is listening any more."""

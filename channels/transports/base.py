@@ -85,3 +85,29 @@ class Backoff:
     def reset(self) -> None:
         """Start again from the initial delay after a success."""
         self.delay = self.initial
+
+
+def write_now(transport, data: bytes) -> None:
+    """Write ``data`` to a Twisted file-descriptor transport right away.
+
+    ``FileDescriptor.write`` only queues and registers for writability, so
+    every request costs two epoll updates and an extra loop turn before it is
+    on the wire.  A master with one request in flight almost always finds the
+    queue empty, so it can try the socket (or tty) first and queue only what
+    the kernel did not take.  Anything unusual (a queue, a closing transport,
+    a transport without these attributes) takes Twisted's normal path.
+    """
+    try:
+        idle = (not transport.dataBuffer and not transport._tempDataBuffer
+                and transport.connected and not transport.disconnecting)
+    except AttributeError:
+        idle = False
+    if idle:
+        sent = transport.writeSomeData(data)
+        if isinstance(sent, int):
+            if sent == len(data):
+                return
+            data = data[sent:]
+        # Otherwise an error instance: the normal path below meets the same
+        # error on its next write attempt and reports the lost connection.
+    transport.write(data)

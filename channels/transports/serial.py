@@ -9,7 +9,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from channels.transports import rs485
-from channels.transports.base import Backoff, LinkSink, SinkProtocol
+from channels.transports.base import Backoff, LinkSink, SinkProtocol, write_now
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class SerialLink:
     def write(self, data: bytes) -> None:
         """Send ``data`` if the port is open."""
         if self._port is not None:
-            self._port.write(data)
+            write_now(self._port, data)
 
     def stop(self) -> None:
         """Close the port and stop reopening it."""

@@ -7,7 +7,7 @@ import logging
 
 from twisted.internet.protocol import ClientFactory
 
-from channels.transports.base import Backoff, LinkSink, SinkProtocol
+from channels.transports.base import Backoff, LinkSink, SinkProtocol, write_now
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class TcpLink:
     def write(self, data: bytes) -> None:
         """Send ``data`` if connected."""
         if self._protocol is not None:
-            self._protocol.transport.write(data)
+            write_now(self._protocol.transport, data)
 
     def stop(self) -> None:
         """Disconnect and stop reconnecting."""

@@ -122,10 +122,11 @@ class FakePoller:
 class Bench:
     """A scheduler, a fake link and fake slaves whose behaviour each test scripts."""
 
-    def __init__(self, silent: float = SILENT, retries: int = 2, char_time: float = 0.0, stats_window: float = 60.0):
+    def __init__(self, silent: float = SILENT, retries: int = 2, char_time: float = 0.0, stats_window: float = 60.0,
+                 link_grace: float = 0.0):
         self.clock = Clock()
         self.bus = BusScheduler(self.clock, "seg1", silent_interval=silent, retries=retries,
-                                char_time=char_time, stats_window=stats_window)
+                                char_time=char_time, stats_window=stats_window, link_grace=link_grace)
         self.link = FakeLink(self.clock, silent)
         self.link.responder = self._respond
         #: unit -> f(request, n) -> [(delay, bytes), ...]; n counts requests to that unit from 1.
@@ -667,3 +668,39 @@ def test_rates_before_start_are_zero():
     bus = BusScheduler(Clock(), "idle")
     assert bus.rates() == {"tx_per_s": 0.0, "utilisation_pct": 0.0, "wire_utilisation_pct": 0.0}
     assert bus.health()["devices"] == 0
+
+
+def test_first_polls_wait_for_the_link_within_grace():
+    """A link that comes up within the grace period: no LINK_DOWN at start, polling begins at once."""
+    bench = Bench(link_grace=5.0)
+    bench.slaves[1] = answer()
+    poller = bench.add("a", 1, period=10.0)
+    bench.bus.start()
+    bench.run(1.5)
+    assert poller.done == [] and bench.link.writes == []
+    bench.bus.link_up(bench.link)
+    bench.run(2.0)
+    assert poller.polls == [1.5]
+    assert poller.outcomes() == [Outcome.OK]
+
+
+def test_no_link_after_grace_reports_link_down():
+    """Without a link by the end of the grace period, polls end as LINK_DOWN on schedule."""
+    bench = Bench(link_grace=5.0)
+    poller = bench.add("a", 1, period=2.0)
+    bench.bus.start()
+    bench.run(4.9)
+    assert poller.done == []
+    bench.run(9.0)
+    assert poller.polls == [5.0, 6.0, 8.0]
+    assert set(poller.outcomes()) == {Outcome.LINK_DOWN}
+    assert bench.link.writes == []
+
+
+def test_stop_during_grace_cancels_it():
+    """Stopping before the link comes up leaves no timer behind."""
+    bench = Bench(link_grace=5.0)
+    bench.add("a", 1)
+    bench.bus.start()
+    bench.bus.stop()
+    assert bench.clock.getDelayedCalls() == []

@@ -109,7 +109,7 @@ class Rig:
                  unit: int = 5) -> None:
         self.clock = Clock()
         silent = SILENT if framing == "rtu" else 0.0
-        self.bus = BusScheduler(self.clock, "seg", silent_interval=silent, retries=retries)
+        self.bus = BusScheduler(self.clock, "seg", silent_interval=silent, retries=retries, link_grace=0.0)
         self.slave = FakeSlave(self.clock, self.bus, framing)
         self.batches: list[list[Sample]] = []
         self.device = ModbusDevice("m1", unit, plan_reads(points), PERIOD, self.batches.append,
