@@ -90,8 +90,105 @@ def cmd_simulate(args) -> int:
     for channel in cfg.channels:
         devices = ", ".join(f"{d.name}@{d.address}" for d in channel.devices)
         print(f"{channel.name}: {endpoints.get(channel.name, '-')}  ({devices})", flush=True)
+    _control_from_stdin(reactor, field)
     reactor.addSystemEventTrigger("before", "shutdown", field.stop)
     reactor.run()
+    return 0
+
+
+SIM_HELP = ("commands: fault <device> <normal|silent|exception|corrupt_crc|slow>; "
+            "status; help  (end of input leaves the meters running)")
+
+
+def _control_from_stdin(reactor, field) -> None:
+    """Let an engineer break and mend simulated meters while a master polls them."""
+    import os
+    import stat
+
+    from twisted.internet import main
+
+    from channels.sim.slave import FAULTS
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    def command(line: str) -> None:
+        words = line.split()
+        if not words:
+            return
+        if words[0] == "fault" and len(words) == 3:
+            name, fault = words[1], words[2]
+            if name not in field.devices:
+                say(f"error: unknown device {name!r}")
+            elif fault not in FAULTS:
+                say(f"error: unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+            else:
+                field.set_fault(name, fault)
+                say(f"ok: {name} {fault}")
+        elif words[0] == "status":
+            for name, device in field.devices.items():
+                say(f"{name} @{device.address}: {device.fault}")
+            for name in field.channels:
+                c = field.counters(name)
+                say(f"{name}: requests {c.requests}, answered {c.answered}, ignored {c.ignored}, "
+                    f"crc_errors {c.crc_errors}")
+        elif words[0] == "help":
+            say(SIM_HELP)
+        else:
+            say(f"error: cannot parse {' '.join(words)!r}; {SIM_HELP}")
+
+    class StdinLines:
+        """A read-only descriptor on fd 0.
+
+        Not Twisted's StandardIO: that sets O_NONBLOCK on stdin and stdout,
+        which is shared with the shell's terminal and with whoever reads our
+        output, and can make a later ``print`` fail with BlockingIOError.
+        A read on a fd that epoll reported readable does not block anyway.
+        """
+
+        def __init__(self) -> None:
+            self.buffer = b""
+
+        def fileno(self) -> int:
+            return 0
+
+        def logPrefix(self) -> str:  # noqa: N802 - Twisted interface
+            return "stdin"
+
+        def doRead(self):  # noqa: N802 - Twisted interface
+            data = os.read(0, 4096)
+            if not data:
+                return main.CONNECTION_DONE
+            self.buffer += data
+            *lines, self.buffer = self.buffer.split(b"\n")
+            for line in lines:
+                command(line.decode("utf-8", "replace"))
+            return None
+
+        def connectionLost(self, reason) -> None:  # noqa: N802 - Twisted interface
+            """End of input: the meters keep running."""
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return  # no stdin at all
+    # Only terminals and pipes: epoll refuses /dev/null and regular files.
+    if stat.S_ISCHR(mode) and not os.isatty(0):
+        return
+    if not (os.isatty(0) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return
+    reactor.addReader(StdinLines())
+
+
+def cmd_schema(args) -> int:
+    """Print the JSON Schema of site files (or profiles), or write config/schema/."""
+    from scada.config import schema
+
+    if args.write:
+        for path in schema.write():
+            print(path)
+        return 0
+    print(schema.render("profile.schema.json" if args.profile else "site.schema.json"), end="")
     return 0
 
 
@@ -110,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a site YAML file")
     p.add_argument("file")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of site (or profile) files")
+    p.add_argument("--profile", action="store_true", help="the schema of config/profiles/<name>.yaml files")
+    p.add_argument("--write", action="store_true", help="regenerate config/schema/*.json")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("simulate", help="run simulated meters for another master to poll")
     p.add_argument("-c", "--config", default=_default_config(), help="site YAML (default: %(default)s)")

@@ -19,6 +19,8 @@ from pydantic import model_validator
 
 from channels.modbus.timing import STANDARD_BAUDRATES
 
+from pydantic.json_schema import SkipJsonSchema
+
 from .durations import parse_duration
 from .problems import show_value
 
@@ -295,4 +297,4 @@ class SiteConfig(_Model):
     channels: list[ChannelConfig] = []
     profiles: dict[Name, ProfileConfig] = {}
     #: The file this configuration was loaded from ("" if built in code).
-    source: str = ""
+    source: SkipJsonSchema[str] = ""

@@ -50,12 +50,12 @@ def _stop(proc):
 
 
 def test_poll_over_tcp_gateway_and_modbus_tcp(tmp_path):
-    """Tags of both TCP channels turn good; simulate prints its endpoints; both exit 0 on SIGTERM."""
+    """Both TCP channels poll good; a fault typed into the simulator gives comm_loss and back; both exit 0."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sim_cfg = tmp_path / "field.yaml"
     sim_cfg.write_text(FIELD.format(gw="127.0.0.1:1", mt="127.0.0.1:2"))
     sim = subprocess.Popen(SCADA + ["simulate", "--tcp", "-c", str(sim_cfg)], cwd=tmp_path, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = None
     try:
         endpoints = {}
@@ -83,6 +83,18 @@ def test_poll_over_tcp_gateway_and_modbus_tcp(tmp_path):
         by_name = {c["name"]: c for c in channels["channels"]}
         assert by_name["gw"]["link"]["transport"] == "tcp" and by_name["mtcp"]["link"]["state"] == "open"
         assert by_name["gw"]["termination"]["port"] == "not_applicable"
+
+        # Break a meter from the simulator's console, watch it go comm_loss, mend it.
+        sim.stdin.write("fault gw-heat silent\n")
+        sim.stdin.flush()
+        assert sim.stdout.readline().strip() == "ok: gw-heat silent"
+        wait_for(lambda: {t["quality"] for t in get(base, "/tags?prefix=gw-heat.")[1]["tags"]} == {"comm_loss"})
+        assert {t["quality"] for t in get(base, "/tags?prefix=gw-el.")[1]["tags"]} == {"good"}
+        sim.stdin.write("fault gw-heat sideways\nfault gw-heat normal\n")
+        sim.stdin.flush()
+        assert sim.stdout.readline().startswith("error: unknown fault 'sideways'")
+        assert sim.stdout.readline().strip() == "ok: gw-heat normal"
+        wait_for(lambda: {t["quality"] for t in get(base, "/tags?prefix=gw-heat.")[1]["tags"]} == {"good"})
     finally:
         if run is not None:
             _stop(run)
