@@ -48,21 +48,24 @@ class Transaction:
 
     ``decode(buf) -> (consumed, frame | None)`` is a pure codec function:
     ``(0, None)`` waits for more bytes, ``(n, None)`` drops ``n`` bytes that
-    belong to nobody and looks again.  ``is_error(frame)`` tells the
-    scheduler whether the frame is an answer (``None``), a corrupt frame
-    (``Outcome.CRC_ERROR``) or an exception (``Outcome.EXCEPTION``).
-    ``retry_exception(frame)`` says whether an exception deserves a retry
-    (a busy device) rather than being final.
+    belong to nobody and looks again; the poller's ``classify`` then says
+    what a frame means.  ``context`` is the poller's own (the read block).
+    ``renew()``, when given, builds
+    the bytes of each attempt (Modbus TCP gives every attempt a new
+    transaction id, so a late answer to an earlier attempt is not taken for
+    the answer to this one).
     """
 
-    __slots__ = ("request", "decode", "timeout", "wire_bytes", "context")
+    __slots__ = ("request", "decode", "timeout", "wire_bytes", "context", "renew")
 
-    def __init__(self, request: bytes, decode: Callable, timeout: float, wire_bytes: int = 0, context=None) -> None:
+    def __init__(self, request: bytes, decode: Callable, timeout: float, wire_bytes: int = 0, context=None,
+                 renew: Callable[[], bytes] | None = None) -> None:
         self.request = request
         self.decode = decode
         self.timeout = timeout
         self.wire_bytes = wire_bytes or len(request)
         self.context = context
+        self.renew = renew
 
 
 class Poller(Protocol):
@@ -137,6 +140,7 @@ class BusScheduler:
         self._sent_at = 0.0
         self._timer = None
         self._deadline: float | None = None
+        self._last_rx = float("-inf")
         self._gap = None
         self._wake = None
         self._buf = bytearray()
@@ -233,6 +237,7 @@ class BusScheduler:
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes from the link to the decoder of the transaction in flight."""
+        self._last_rx = self._reactor.seconds()
         tx = self._tx
         if tx is None or self._deadline is None:
             # Late answers after a timeout (also in the gap before a retry,
@@ -319,7 +324,31 @@ class BusScheduler:
             self._push(poller)
 
     def _send(self, tx: Transaction) -> None:
+        """Put ``tx`` on the wire once the line has been quiet for t3.5.
+
+        The silent interval counts from the last byte *heard*, not from when
+        the scheduler moved on: a slow meter may still be answering when its
+        timeout fires, and another slave's late answer may arrive in the gap.
+        Talking over either is a collision on a half-duplex bus.
+        """
         self._tx = tx
+        if self.silent_interval > 0:
+            wait = self._last_rx + self.silent_interval - self._reactor.seconds()
+            if wait > _DEADLINE_SLACK:
+                self._gap = self._reactor.callLater(wait, self._send_after_quiet, tx)
+                return
+        self._transmit(tx)
+
+    def _send_after_quiet(self, tx: Transaction) -> None:
+        self._gap = None
+        if not self._running:
+            return
+        if self._link is None:
+            self._conclude(tx, Outcome.LINK_DOWN, None)
+            return
+        self._send(tx)  # more bytes may have arrived meanwhile
+
+    def _transmit(self, tx: Transaction) -> None:
         self._attempt += 1
         self._buf.clear()
         now = self._reactor.seconds()
@@ -336,7 +365,8 @@ class BusScheduler:
         elif timer.getTime() > deadline + _DEADLINE_SLACK:
             timer.cancel()
             self._timer = self._reactor.callLater(tx.timeout, self._check_deadline)
-        self._link.write(tx.request)
+        renew = tx.renew
+        self._link.write(renew() if renew is not None else tx.request)
 
     def _check_deadline(self) -> None:
         self._timer = None

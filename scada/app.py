@@ -80,14 +80,14 @@ class Runtime:
                 self.tags.define(tagdef)
             self.channels.append(channel)
         hist = cfg.history
-        if hist.backend == "sqlite":
-            path = Path(hist.path)
-            if not path.is_absolute():
-                path = base / path
-            self.historian = make_historian("sqlite", reactor, path=str(path),
+        path = Path(hist.path)
+        if not path.is_absolute():
+            path = base / path
+        try:
+            self.historian = make_historian(hist.backend, reactor, path=str(path),
                                             flush_interval=hist.flush_interval, batch_size=hist.batch_size)
-        else:
-            self.historian = make_historian(hist.backend, reactor, **hist.model_dump())
+        except Exception as exc:
+            raise ValueError(f"history.path {str(path)!r}: {exc}") from exc
         self.writer = HistoryWriter(self.tags, self.historian, reactor)
         self._running = False
 
@@ -102,6 +102,9 @@ class Runtime:
 
     def start(self) -> None:
         """Start history and polling."""
+        # Running from the first step: if a later step fails, stop() still
+        # closes what the earlier ones opened.
+        self._running = True
         start = getattr(self.historian, "start", None)
         if start is not None:
             start()
@@ -109,21 +112,40 @@ class Runtime:
         for channel in self.channels:
             channel.log_plan()
             channel.start()
-        self._running = True
         log.info("site %r running: %d channels, %d tags", self.cfg.site.name, len(self.channels), len(self.tags))
 
-    def stop(self) -> None:
-        """Stop polling, flush history, close ports (idempotent)."""
+    def stop(self) -> list[str]:
+        """Stop polling, flush history, close ports; return the problems met.
+
+        Every step runs whatever the others do, so a history that cannot be
+        flushed (a locked or full disk) does not leave ports open; such a
+        failure is logged with the number of samples it loses.  Idempotent.
+        """
         if not self._running:
-            return
+            return []
         self._running = False
+        problems: list[str] = []
+
+        def attempt(what: str, step) -> None:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - shutdown must reach every step
+                problems.append(f"{what}: {exc}")
+
         for channel in self.channels:
-            channel.stop()
-        self.writer.stop()
-        self.historian.close()
+            attempt(f"channel {channel.name}", channel.stop)
+        attempt("history writer", self.writer.stop)
+        attempt("history", self.historian.close)
         if self.field is not None:
-            self.field.stop()
-        log.info("site %r stopped; history flushed", self.cfg.site.name)
+            attempt("simulator", self.field.stop)
+        if problems:
+            lost = self.historian.stats().get("queued", 0)
+            for problem in problems:
+                log.error("while stopping: %s", problem)
+            log.error("site %r stopped with errors; %d samples not written to history", self.cfg.site.name, lost)
+        else:
+            log.info("site %r stopped; history flushed", self.cfg.site.name)
+        return problems
 
     def device_index(self) -> list[tuple[object, object]]:
         """Return (channel, device) pairs in configuration order."""
@@ -137,10 +159,11 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
 
     try:
         runtime = Runtime(cfg, reactor, base_dir)
-    except (ValueError, OSError) as exc:
-        # Problems only the runtime can see (a simulator option, an unreadable
-        # history path): one clear line, status 1, no traceback.
-        log.error("cannot build the site: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - any build failure: one line, status 1
+        # Problems only the runtime can see (a simulator option, a history
+        # path that is a directory or on a read-only disk): one clear line,
+        # status 1, the traceback only with -v.
+        log.error("cannot build the site: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         return 1
     app = build_app(runtime)
     state: dict = {}
@@ -157,13 +180,16 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
         log.info("API on http://%s:%d/api/v1", cfg.api.host, cfg.api.port)
 
     async def shutdown() -> None:
-        runtime.stop()
+        # The API first: a request arriving during shutdown must not meet a
+        # closed historian.
         server = state.get("server")
         if server is not None:
             await server.before_stop()
             server.close()
             await server.wait_closed()
             await server.after_stop()
+        if runtime.stop():
+            state.setdefault("error", "shutdown incomplete")
 
     def started() -> None:
         from twisted.internet.defer import Deferred
@@ -176,7 +202,7 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
         try:
             runtime.start()
         except Exception as exc:  # noqa: BLE001 - any start failure ends the run with status 1
-            log.exception("cannot start the site")
+            log.error("cannot start the site: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
             state["error"] = str(exc)
             reactor.stop()
             return

@@ -57,9 +57,16 @@ def cmd_run(args) -> int:
     if args.simulate:
         cfg = cfg.model_copy(update={"simulate": True})
     if args.listen:
+        from pydantic import ValidationError
+
         from scada.config import ApiConfig
 
-        cfg = cfg.model_copy(update={"api": ApiConfig(listen=args.listen)})
+        try:
+            cfg = cfg.model_copy(update={"api": ApiConfig(listen=args.listen)})
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            print(f"--listen {args.listen!r}: {reason}", file=sys.stderr)
+            return 1
     from scada.app import run
 
     return run(cfg)

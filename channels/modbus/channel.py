@@ -118,6 +118,7 @@ class ModbusChannel:
             "link": self.link.health(),
             "termination": self._termination(),
             "devices_ok": states.count("ok"),
+            "devices_degraded": states.count("degraded"),
             "devices_comm_loss": states.count("comm_loss"),
         }
 

@@ -9,7 +9,9 @@ raises: its points get the quality that says why (DESIGN rule 5).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import struct
 from typing import Callable, Sequence
 
 from channels.bus import Outcome, Transaction
@@ -26,6 +28,9 @@ _OUTCOME_QUALITY = {
     Outcome.EXCEPTION: Quality.EXCEPTION,
     Outcome.LINK_DOWN: Quality.COMM_LOSS,
 }
+#: Modbus TCP transaction ids, shared by all devices so that ids on one
+#: connection never repeat within 65536 requests.
+_TIDS = itertools.count(1)
 #: Exceptions that mean "ask again later" rather than "this will never work".
 _RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
 
@@ -60,7 +65,9 @@ class ModbusDevice:
     ``framing`` is ``rtu`` (serial line or a transparent TCP gateway) or
     ``mbap`` (Modbus TCP).  ``comm_loss_after`` consecutive polls without a
     single answer turn every tag of the device to ``comm_loss``; the first
-    answer brings them back.
+    answer brings them back.  ``state`` is ``not_yet_read``, ``ok``,
+    ``degraded`` (answers, but not every point is good), ``failing`` (no
+    answer, not yet comm loss) or ``comm_loss``.
     """
 
     def __init__(
@@ -103,17 +110,26 @@ class ModbusDevice:
                 return framer.decode_response(buf, _u, _f, _c)
             request = rtu
         elif framing == "mbap":
-            tid = (unit << 8 | index) & 0xFFFF
+            # Every attempt gets a new transaction id and only an answer with
+            # the current one counts: a queuing gateway's late answer to an
+            # earlier attempt would otherwise be taken, and every answer after
+            # it would be matched one request late.
+            current = [0]
+            body = rtu[:-2]
 
-            def decode(buf, _u=unit, _f=function, _c=count, _tid=tid):
+            def renew(_cur=current, _body=body):
+                tid = _cur[0] = next(_TIDS) & 0xFFFF
+                return struct.pack(">HHH", tid, 0, len(_body)) + _body
+
+            def decode(buf, _u=unit, _f=function, _c=count, _cur=current):
                 consumed, frame = framer.decode_mbap(buf)
                 if frame is None or isinstance(frame, framer.CorruptFrame):
                     return consumed, frame
-                if frame[0] != _tid:
+                if frame[0] != _cur[0]:
                     return consumed, None  # an answer to an earlier, timed-out request
                 _, inner = framer.decode_response(frame[1], _u, _f, _c)
                 return consumed, inner if inner is not None else framer.CorruptFrame("bad PDU", frame[1])
-            request = framer.rtu_to_mbap(rtu, tid)
+            return Transaction(framer.rtu_to_mbap(rtu, 0), decode, timeout_for(block), wire, block, renew)
         else:
             raise ValueError(f"unknown framing {framing!r}")
         return Transaction(request, decode, timeout_for(block), wire, block)
@@ -191,7 +207,11 @@ class ModbusDevice:
             if self.state == "comm_loss":
                 log.info("device %s answers again after %d failed polls", self.name, self.consecutive_failures)
             self.consecutive_failures = 0
-            self.state = "ok"
+            # Answering, but not every point came back good (exceptions, a
+            # value that does not decode, one request of several timing
+            # out): the meter is reachable and something else is wrong,
+            # often a profile that does not match its firmware.
+            self.state = "ok" if self._all_good else "degraded"
             if self._all_good:
                 self.stats.last_good = now
         else:

@@ -72,7 +72,7 @@ class SerialLink:
             self._port = SerialPort(SinkProtocol(self, self._sink), self.endpoint, self._reactor, **self._settings)
         except Exception as exc:  # pyserial raises SerialException, OSError, ValueError
             self.last_error = str(exc)
-            self._schedule_reopen()
+            self._open_failed()
 
     def _apply_rs485(self, serial_port) -> None:
         detail = {}
@@ -88,6 +88,10 @@ class SerialLink:
                 log.warning("%s: %s not applied: %s", self.endpoint, key, text)
 
     def _connected(self, protocol) -> None:
+        # SerialPort's constructor calls makeConnection before it returns, so
+        # _open has not stored the port yet; the scheduler may write from
+        # link_up below.
+        self._port = protocol.transport
         self.state = "open"
         self.last_error = ""
         self._backoff.reset()
@@ -107,14 +111,16 @@ class SerialLink:
         self._sink.link_down(self.last_error)
         self._schedule_reopen()
 
+    def _open_failed(self) -> None:
+        log.warning("cannot open %s (%s); retrying in %.0f s", self.endpoint, self.last_error, self._backoff.delay)
+        self._sink.link_down(self.last_error)
+        self._schedule_reopen()
+
     def _schedule_reopen(self) -> None:
         self.state = "waiting"
         if self._stopped:
             return
-        delay = self._backoff.next()
-        log.warning("cannot open %s (%s); retrying in %.0f s", self.endpoint, self.last_error, delay)
-        self._sink.link_down(self.last_error)
-        self._retry = self._reactor.callLater(delay, self._open)
+        self._retry = self._reactor.callLater(self._backoff.next(), self._open)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` if the port is open."""

@@ -14,7 +14,7 @@ from sanic import Sanic
 from sanic.exceptions import SanicException
 from sanic.response import json
 
-from scada.api.v1 import bp as v1
+from scada.api.v1 import bp as v1_blueprint
 
 log = logging.getLogger(__name__)
 _counter = itertools.count()
@@ -26,7 +26,7 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.ctx.runtime = runtime
-    app.blueprint(v1)
+    app.blueprint(v1_blueprint)
 
     async def on_error(request, exception):
         if isinstance(exception, SanicException):

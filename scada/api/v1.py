@@ -15,6 +15,11 @@ bp = Blueprint("api_v1", url_prefix="/api/v1")
 MAX_RAW_POINTS = 100_000
 MAX_BUCKETS = 100_000
 DEFAULT_SPAN_S = 24 * 3600
+#: History times must lie in [1970, 9999): every bucket start and every
+#: answer time must be printable as ISO 8601, and metering has no history
+#: before the epoch.
+MIN_TS = 0.0
+MAX_TS = 253370764800.0  # 9999-01-01T00:00:00Z
 
 
 class BadRequest(Exception):
@@ -41,10 +46,10 @@ async def health(request):
     degraded = False
     for ch in rt.channels:
         h = ch.health()
-        degraded |= not h["link_up"] or h["devices_comm_loss"] > 0
+        degraded |= not h["link_up"] or h["devices_comm_loss"] > 0 or h["devices_degraded"] > 0
         channels[ch.name] = {"link_up": h["link_up"], "tx_per_s": h["tx_per_s"], "devices": h["devices"],
-                             "devices_ok": h["devices_ok"], "devices_comm_loss": h["devices_comm_loss"],
-                             "termination": h["termination"]["port"]}
+                             "devices_ok": h["devices_ok"], "devices_degraded": h["devices_degraded"],
+                             "devices_comm_loss": h["devices_comm_loss"], "termination": h["termination"]["port"]}
     return json({"status": "ok", "degraded": degraded, "uptime_s": round(rt.uptime(), 3),
                  "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels})
 
@@ -70,9 +75,12 @@ def _time_arg(request, key: str, default: float) -> float:
     if raw is None or raw == "":
         return default
     try:
-        return parse_iso(raw)
+        value = parse_iso(raw)
     except ValueError:
         raise BadRequest(f"{key}={raw!r} is not an ISO 8601 time (e.g. 2026-11-21T07:00:00Z)") from None
+    if not MIN_TS <= value < MAX_TS:
+        raise BadRequest(f"{key}={raw!r} is outside 1970-01-01 .. 9998-12-31")
+    return value
 
 
 @bp.get("/tags/<name:str>/history")
@@ -84,7 +92,7 @@ async def history(request, name: str):
     now = rt.reactor.seconds()
     try:
         end = _time_arg(request, "to", now)
-        start = _time_arg(request, "from", end - DEFAULT_SPAN_S)
+        start = _time_arg(request, "from", max(MIN_TS, end - DEFAULT_SPAN_S))
         if start >= end:
             raise BadRequest(f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})")
         every_raw = request.args.get("every")
@@ -104,7 +112,10 @@ async def history(request, name: str):
         if key not in ("from", "to", "every"):
             return _error(f"unknown parameter {key!r} (use from, to, every)")
     if every is None:
-        samples = await rt.historian.query_raw(name, start, end, MAX_RAW_POINTS)
+        samples = await rt.historian.query_raw(name, start, end, MAX_RAW_POINTS + 1)
+        if len(samples) > MAX_RAW_POINTS:
+            return _error(f"more than {MAX_RAW_POINTS} samples between {iso_utc(start)} and {iso_utc(end)}; "
+                          "narrow from/to or aggregate with every=")
         points = [{"ts": iso_utc(s.ts), "value": s.value, "quality": str(s.quality)} for s in samples]
     else:
         rows = await rt.historian.query_agg(name, start, end, every)

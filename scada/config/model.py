@@ -10,26 +10,25 @@ can run on whatever part of a broken file did parse.
 
 from __future__ import annotations
 
+import math
+
 import warnings
 import zoneinfo
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic import model_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from channels.modbus.points import TYPE_REGISTERS
 from channels.modbus.timing import STANDARD_BAUDRATES
 
-from pydantic.json_schema import SkipJsonSchema
 
 from .durations import parse_duration
 from .problems import show_value
 
-#: Registers a value of each point type occupies.
-REGISTER_COUNT = {
-    "u16": 1, "i16": 1, "bcd16": 1,
-    "u32": 2, "i32": 2, "f32": 2, "bcd32": 2,
-    "u64": 4, "i64": 4, "f64": 4,
-}  # fmt: skip
+#: Registers a value of each point type occupies (the codec's own table).
+REGISTER_COUNT = TYPE_REGISTERS
 
 PointType = Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bcd16", "bcd32"]
 
@@ -59,6 +58,25 @@ def _range(low: int, high: int | None = None) -> Any:
 
     bounds = {"minimum": low} | ({"maximum": high} if high is not None else {})
     return Annotated[int, AfterValidator(check), Field(json_schema_extra=bounds)]
+
+
+def _check_finite(value: float) -> float:
+    """Reject infinities and NaN (YAML .inf / .nan), which no meter value can use."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
+def _check_scale(value: float) -> float:
+    """Reject a zero scale: every reading would be 0 and no value could be written back."""
+    _check_finite(value)
+    if value == 0:
+        raise ValueError("0 is not a usable scale (every reading would be 0)")
+    return value
+
+
+#: A finite float.
+Finite = Annotated[float, AfterValidator(_check_finite)]
 
 
 def _check_positive(seconds: float) -> float:
@@ -144,7 +162,9 @@ class SiteInfo(_Model):
 class HistoryConfig(_Model):
     """The ``history:`` section: where samples are archived."""
 
-    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    #: Only the embedded SQLite historian exists so far; a backend that
+    #: cannot run must fail ``scada check``, not ``scada run``.
+    backend: Literal["sqlite"] = "sqlite"
     path: str = "var/history.db"
     flush_interval: PositiveDuration = 1.0
     batch_size: _range(1) = 500
@@ -254,10 +274,10 @@ with warnings.catch_warnings():
         register: _range(0, 65535) = Field(...)
         type: PointType
         word_order: Literal["big", "little"] = "big"
-        scale: float = 1.0
-        offset: float = 0.0
+        scale: Annotated[float, AfterValidator(_check_scale)] = 1.0
+        offset: Finite = 0.0
         unit: str = ""
-        deadband: Annotated[float, AfterValidator(_check_not_negative)] = 0.0
+        deadband: Annotated[float, AfterValidator(_check_finite), AfterValidator(_check_not_negative)] = 0.0
         description: str = ""
 
         @property

@@ -704,3 +704,26 @@ def test_stop_during_grace_cancels_it():
     bench.bus.start()
     bench.bus.stop()
     assert bench.clock.getDelayedCalls() == []
+
+
+def test_retry_waits_for_silence_after_the_last_byte_heard():
+    """A meter still answering when its timeout fires is not talked over: t3.5 counts from its last byte."""
+    bench = Bench(retries=1)
+    answer_frame = framer.encode_read_response(1, 3, DATA)
+
+    def slow_then_ok(request, n):
+        if n == 1:  # a byte every millisecond, straddling the timeout
+            return [(TIMEOUT - 0.002 + 0.001 * i, answer_frame[i:i + 1]) for i in range(len(answer_frame))]
+        return [(0.02, answer_frame)]
+
+    bench.slaves[1] = slow_then_ok
+    poller = bench.add("a", 1)
+    bench.bus.link_up(bench.link)
+    bench.bus.start()
+    bench.run(2.0)
+    retry_at = bench.write_times()[1]
+    last_byte = TIMEOUT - 0.002 + 0.001 * (len(answer_frame) - 1)
+    assert last_byte > TIMEOUT + SILENT  # the old rule would have sent while the meter talked
+    assert retry_at == pytest.approx(last_byte + SILENT)
+    assert poller.outcomes() == [Outcome.OK]
+    assert [o for _, o in poller.attempts] == [Outcome.CRC_ERROR, Outcome.OK]

@@ -103,6 +103,8 @@ def test_history_aggregated(api):
     "from=nonsense", "to=2026-02-30", "every=-1h", "every=0", "every=abc", "every=1e400s",
     "every=nan", "every=inf", "from=2026-01-02&to=2026-01-01", "every=1ms&from=2020-01-01&to=2026-01-01",
     "x=1", "from=9999-12-31T23:59:59Z&to=99999-01-01",
+    "to=9999-12-31T23:59:59.9999Z", "to=0001-01-01T10:00:00Z",
+    "from=0001-01-01T00:00:00%2B01:00&to=2026-01-01", "every=1h&from=9999-12-31&to=9999-12-31T12:00:00Z",
 ])
 def test_history_bad_parameters_are_400(api, query):
     """Every malformed history parameter is a 400 with an error message, never a 500."""
@@ -145,3 +147,15 @@ def test_history_never_500(api, params):
     assert isinstance(body, dict)
     if status == 200:
         assert all(not isinstance(v, float) or math.isfinite(v) for p in body["points"] for v in p.values())
+
+
+def test_raw_history_over_the_limit_is_400(api, monkeypatch):
+    """Raw history never truncates silently: past the point limit it is a 400 that says what to do."""
+    import scada.api.v1 as v1
+
+    runtime, call = api
+    monkeypatch.setattr(v1, "MAX_RAW_POINTS", 10)
+    status, body = call("/api/v1/tags/m1.volume_m3/history")
+    assert status == 400 and "more than 10 samples" in body["error"] and "every=" in body["error"]
+    status, body = call("/api/v1/tags/m1.volume_m3/history?every=10m")
+    assert status == 200 and body["points"]

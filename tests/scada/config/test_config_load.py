@@ -356,7 +356,7 @@ def test_top_level_problems(write, line_of):
         (line_of(path, "chanels"), "unknown key 'chanels' at top level (did you mean 'channels'?)"),
         (1, "missing required section 'site' (e.g. site: {name: Demo district})"),
         (line_of(path, "api"), "api.listen: 'localhost:99999': port 99999 is out of range 1-65535"),
-        (line_of(path, "history"), "history.backend: 'mysql' is not one of sqlite, influxdb"),
+        (line_of(path, "history"), "history.backend: 'mysql' is not one of sqlite"),
         (line_of(path, "simulate"), "simulate: expected true or false, got 'maybe'"),
         (line_of(path, "profiles"), "profiles: expected a mapping of profile name to profile, got a list"),
     }
@@ -490,3 +490,23 @@ def test_check_writes_to_stdout_by_default(write, capsys):
     """Without ``out``, check_main prints to the current sys.stdout."""
     assert check_main(str(write("site: {name: T}\n"))) == 0
     assert capsys.readouterr().out == "ok\n"
+
+
+def test_point_numbers_must_be_finite_and_scale_non_zero(write):
+    """YAML .inf/.nan in scale, offset or deadband, and a zero scale, are errors at their line."""
+    path = write("""
+        site: {name: x}
+        profiles:
+          p:
+            points:
+              - {name: a, function: holding, register: 0, type: u16, scale: .inf}
+              - {name: b, function: holding, register: 1, type: u16, scale: 0}
+              - {name: c, function: holding, register: 2, type: u16, offset: .nan, deadband: .nan}
+        """)
+    found = {(p.line, p.message) for p in problems_of(path)}
+    assert found == {
+        (5, "profiles.p.points[0].scale: inf is not a finite number"),
+        (6, "profiles.p.points[1].scale: 0 is not a usable scale (every reading would be 0)"),
+        (7, "profiles.p.points[2].offset: nan is not a finite number"),
+        (7, "profiles.p.points[2].deadband: nan is not a finite number"),
+    }
