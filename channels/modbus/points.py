@@ -77,23 +77,20 @@ def _bcd(value: int, digits: int) -> int:
     return int(text)
 
 
-def decode_raw(raw: bytes, type_: str, word_order: str = "big") -> float:
-    """Return the unscaled value of a point from its registers' bytes."""
-    value = struct.unpack(_STRUCT[type_], _reorder(raw, word_order))[0]
+def _interpret(value, type_: str):
+    """Turn an unpacked number into the point's raw value: BCD digits, finite floats."""
     if type_ == "bcd16":
         return _bcd(value, 4)
     if type_ == "bcd32":
         return _bcd(value, 8)
-    if type_ in ("f32", "f64") and not math.isfinite(value):
+    if (type_ == "f32" or type_ == "f64") and not math.isfinite(value):
         raise DecodeError(f"{value} is not a finite number")
     return value
 
 
-def decode_point(spec: PointSpec, data: bytes, first_register: int) -> float:
-    """Return the scaled value of ``spec`` from a read answer starting at ``first_register``."""
-    start = 2 * (spec.register - first_register)
-    raw = data[start:start + 2 * spec.count]
-    value = decode_raw(raw, spec.type, spec.word_order) * spec.scale + spec.offset
+def _scaled(spec: PointSpec, raw: float) -> float:
+    """Apply scale and offset, rounded to what the point can really carry."""
+    value = raw * spec.scale + spec.offset
     if spec.decimals is not None:
         return round(value, spec.decimals)
     if spec.type == "f32":
@@ -101,6 +98,18 @@ def decode_point(spec: PointSpec, data: bytes, first_register: int) -> float:
         # double is conversion noise that would show on screens and reports.
         return float(f"{value:.7g}")
     return value
+
+
+def decode_raw(raw: bytes, type_: str, word_order: str = "big") -> float:
+    """Return the unscaled value of a point from its registers' bytes."""
+    return _interpret(struct.unpack(_STRUCT[type_], _reorder(raw, word_order))[0], type_)
+
+
+def decode_point(spec: PointSpec, data: bytes, first_register: int) -> float:
+    """Return the scaled value of ``spec`` from a read answer starting at ``first_register``."""
+    start = 2 * (spec.register - first_register)
+    raw = data[start:start + 2 * spec.count]
+    return _scaled(spec, decode_raw(raw, spec.type, spec.word_order))
 
 
 def encode_raw(value: float, type_: str, word_order: str = "big") -> bytes:
@@ -182,29 +191,14 @@ class BlockDecoder:
         out = []
         append = out.append
         for point, index, words, swap in self._items:
-            type_ = point.type
             if words:
                 value = swap[1](swap[0](*reversed(raw[index:index + words])))[0]
             else:
                 value = raw[index]
             try:
-                if type_ == "bcd16":
-                    value = _bcd(value, 4)
-                elif type_ == "bcd32":
-                    value = _bcd(value, 8)
-                elif (type_ == "f32" or type_ == "f64") and not math.isfinite(value):
-                    raise DecodeError(f"{value} is not a finite number")
+                append(_scaled(point, _interpret(value, point.type)))
             except DecodeError as exc:
                 append(exc)
-                continue
-            value = value * point.scale + point.offset
-            decimals = point.decimals
-            if decimals is not None:
-                append(round(value, decimals))
-            elif type_ == "f32":
-                append(float(f"{value:.7g}"))
-            else:
-                append(value)
         return out
 
 
