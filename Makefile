@@ -34,7 +34,9 @@ check: install
 	$(VENV)/bin/scada check $(CONFIG)
 
 bench: install
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/engine.py
+	$(PY) bench/mbus_decode.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info

@@ -54,18 +54,25 @@ class Transaction:
     the bytes of each attempt (Modbus TCP gives every attempt a new
     transaction id, so a late answer to an earlier attempt is not taken for
     the answer to this one).
+
+    ``timeout`` runs from the request.  ``rx_time``, when given, is how long
+    a whole answer may take once its first byte has arrived: M-Bus meters
+    must *start* answering within 330 bit times + 50 ms, but a long frame
+    at 2400 Bd then takes over a second, and waiting that long for every
+    absent meter would make a scan or a dead meter cost ten times more.
     """
 
-    __slots__ = ("request", "decode", "timeout", "wire_bytes", "context", "renew")
+    __slots__ = ("request", "decode", "timeout", "wire_bytes", "context", "renew", "rx_time")
 
     def __init__(self, request: bytes, decode: Callable, timeout: float, wire_bytes: int = 0, context=None,
-                 renew: Callable[[], bytes] | None = None) -> None:
+                 renew: Callable[[], bytes] | None = None, rx_time: float = 0.0) -> None:
         self.request = request
         self.decode = decode
         self.timeout = timeout
         self.wire_bytes = wire_bytes or len(request)
         self.context = context
         self.renew = renew
+        self.rx_time = rx_time
 
 
 class Poller(Protocol):
@@ -76,7 +83,12 @@ class Poller(Protocol):
     next_due: float
 
     def begin_poll(self, now: float) -> Sequence[Transaction]:
-        """Return the transactions of one poll (may be the same objects every time)."""
+        """Return the transactions of one poll (may be the same objects every time).
+
+        The poller may append to the list it returned while the poll runs
+        (from ``transaction_done``): an M-Bus meter says only in its answer
+        whether another telegram follows.
+        """
 
     def classify(self, frame) -> Outcome:
         """Return OK, EXCEPTION or CRC_ERROR for a frame the decoder produced."""
@@ -246,6 +258,10 @@ class BusScheduler:
             self.stray_bytes += len(data)
             return
         buf = self._buf
+        if tx.rx_time and self._deadline == self._sent_at + tx.timeout:
+            # The first byte of an answer: once per attempt, so that endless
+            # noise cannot hold the bus.
+            self._deadline = max(self._deadline, self._last_rx + tx.rx_time)
         buf += data
         while buf:
             consumed, frame = tx.decode(buf)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tags.table import TagTable
 
@@ -50,6 +51,7 @@ class Runtime:
     """
 
     def __init__(self, cfg, reactor, base_dir: str | os.PathLike | None = None) -> None:
+        from channels.mbus.channel import MBusChannel
         from channels.modbus.channel import ModbusChannel
         from tags.historian import make_historian
         from tags.historian.writer import HistoryWriter
@@ -66,16 +68,21 @@ class Runtime:
             from channels.sim.field import SimulatedField
 
             self.field = SimulatedField(cfg, reactor)
-            if any(c.type == "modbus-rtu" for c in cfg.channels):
+            if any(c.type in ("modbus-rtu", "mbus") for c in cfg.channels):
                 serial_over = self.field.start_pty()
             if any(c.type == "modbus-tcp" for c in cfg.channels):
                 tcp_over = self.field.start_tcp()
         self.channels = []
+        self.historian = None
         for ch in cfg.channels:
-            serial = serial_over.get(ch.name) if ch.type == "modbus-rtu" else None
+            serial = serial_over.get(ch.name) if ch.type in ("modbus-rtu", "mbus") else None
             tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
-            channel = ModbusChannel(reactor, ch, cfg.profiles, self.tags.update_many,
-                                    serial_override=serial, tcp_override=tcp)
+            if ch.type == "mbus":
+                channel = MBusChannel(reactor, ch, cfg.profiles, self.tags.update_many, self._write_history,
+                                      self._define_tag, ZoneInfo(cfg.site.timezone), serial_override=serial)
+            else:
+                channel = ModbusChannel(reactor, ch, cfg.profiles, self.tags.update_many,
+                                        serial_override=serial, tcp_override=tcp)
             for tagdef in channel.tagdefs:
                 self.tags.define(tagdef)
             self.channels.append(channel)
@@ -90,6 +97,16 @@ class Runtime:
             raise ValueError(f"history.path {str(path)!r}: {exc}") from exc
         self.writer = HistoryWriter(self.tags, self.historian, reactor)
         self._running = False
+
+    def _define_tag(self, tagdef) -> None:
+        """Define a tag a channel found only once its meter answered (M-Bus automatic mapping)."""
+        if self.tags.get(tagdef.name) is None:
+            self.tags.define(tagdef)
+
+    def _write_history(self, samples) -> None:
+        """Write a meter's archive records straight to history: they are past, not live, values."""
+        if self.historian is not None:
+            self.historian.write(samples)
 
     @property
     def reactor(self):

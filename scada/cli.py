@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.scada.test_cli -*-
-"""The ``scada`` command: run, check, simulate."""
+"""The ``scada`` command: run, check, schema, simulate, mbus."""
 
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ def cmd_simulate(args) -> int:
                               field.start_tcp(args.host, args.port).items()
                               if name in {c.name for c in tcp_channels}})
     for channel in cfg.channels:
-        devices = ", ".join(f"{d.name}@{d.address}" for d in channel.devices)
+        devices = ", ".join(f"{d.name}@{d.address if d.address is not None else d.secondary}"
+                            for d in channel.devices)
         print(f"{channel.name}: {endpoints.get(channel.name, '-')}  ({devices})", flush=True)
     _control_from_stdin(reactor, field)
     reactor.addSystemEventTrigger("before", "shutdown", field.stop)
@@ -227,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="first TCP port, 0 for any (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_simulate)
+
+    from scada import cli_mbus
+
+    cli_mbus.add_parser(sub)
     return parser
 
 

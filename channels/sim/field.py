@@ -32,11 +32,15 @@ from channels.sim.models import (
     seed_for,
     standard_utc_offset,
 )
-from channels.sim.slave import BusCounters, SimBus, SimDevice, SimFactory, SimTcpProtocol
+from channels.sim.mbus import SimMBusFactory, SimMBusMeter, SimMBusSegment
+from channels.sim.slave import BusCounters, SimBus, SimDevice, SimFactory, SimTcpProtocol, value_clock
 
-#: Channel types this simulator serves; other protocols have their own.
+#: Channel types this simulator serves.
 RTU = "modbus-rtu"
 TCP = "modbus-tcp"
+MBUS = "mbus"
+#: Channel types served on a pty by default (a serial line).
+SERIAL_TYPES = (RTU, MBUS)
 
 
 class NullModel(BaseModel):
@@ -181,6 +185,9 @@ class SimulatedField:
         pending: list[tuple[SimChannel, Any, list[PointSpec], str, dict[str, Any]]] = []
         channel_of: dict[str, str] = {}
         for channel_cfg in getattr(cfg, "channels", None) or ():
+            if channel_cfg.type == MBUS:
+                self._build_mbus(channel_cfg, profiles)
+                continue
             if channel_cfg.type not in (RTU, TCP):
                 continue
             channel = SimChannel(channel_cfg.name, channel_cfg.type, {})
@@ -220,6 +227,40 @@ class SimulatedField:
                 model = create_model(model_name, seed, self.utc_offset, options, (), hot)
             self.devices[device.name].model = model
 
+    def _build_mbus(self, channel_cfg: Any, profiles: Mapping[str, Any]) -> None:
+        """Build the simulated meters of an M-Bus channel (``sim``: model, kind, id, manufacturer,
+        version, primary, clock_drift_s, fault)."""
+        channel = SimChannel(channel_cfg.name, MBUS, {})
+        self.channels[channel.name] = channel
+        for index, device in enumerate(channel_cfg.devices):
+            if device.name in self.devices:
+                raise ValueError(f"device name {device.name!r} is used twice")
+            options = _options(getattr(device, "sim", None))
+            profile = profiles.get(device.profile) if getattr(device, "profile", None) else None
+            model_name = options.get("model") or getattr(profile, "sim", None) or "heat_meter"
+            if model_name not in ("heat_meter", "water_meter"):
+                raise ValueError(f"device {device.name!r}: M-Bus meters simulate heat_meter or water_meter, "
+                                 f"not {model_name!r}")
+            seed = int(options.get("seed", seed_for(device.name)))
+            hot = options.get("kind") == "hot" or (options.get("kind") is None and "hot" in device.name.lower())
+            model = create_model(model_name, seed, self.utc_offset, options, (), hot)
+            secondary = getattr(device, "secondary", None)
+            if secondary is not None:
+                digits = secondary[:8]
+                if not digits.isdigit():
+                    raise ValueError(f"device {device.name!r}: a simulated meter needs a whole id, not {digits!r}")
+                ident, primary = int(digits), options.get("primary")
+            else:
+                ident, primary = int(options.get("id", seed % 100_000_000)), device.address
+            kind = "heat" if model_name == "heat_meter" else ("warm_water" if hot else "cold_water")
+            meter = SimMBusMeter(
+                device.name, primary=primary, ident=ident, model=model, kind=kind,
+                manufacturer=str(options.get("manufacturer", "KRT")), version=int(options.get("version", 1)),
+                utc_offset=self.utc_offset, clock_drift_s=float(options.get("clock_drift_s", 0.0)),
+                fault=options.get("fault", "normal"))
+            channel.devices[index] = meter
+            self.devices[device.name] = meter
+
     def _members(self, channel: SimChannel, name: str, options: dict[str, Any],
                  building_names: set[str], channel_of: dict[str, str]) -> list[str]:
         """Return the device names a building meter sums (``sum_of``: glob or list)."""
@@ -255,13 +296,17 @@ class SimulatedField:
         """
         paths: dict[str, str] = {}
         for channel in self.channels.values():
-            if channel.type != RTU:
+            if channel.type not in SERIAL_TYPES:
                 continue
             master, slave = os.openpty()
             try:
                 tty.setraw(slave)
-                protocol = SimBus(channel.devices, self._reactor, self.latency,
-                                  self.clock_for_values, channel.counters)
+                if channel.type == MBUS:
+                    protocol = SimMBusSegment(list(channel.devices.values()), self._reactor, self.latency,
+                                              self._value_seconds(), channel.counters)
+                else:
+                    protocol = SimBus(channel.devices, self._reactor, self.latency,
+                                      self.clock_for_values, channel.counters)
                 transport = PtyTransport(master, protocol, self._reactor)
             except BaseException:
                 os.close(master)
@@ -281,14 +326,22 @@ class SimulatedField:
         """
         addresses: dict[str, tuple[str, int]] = {}
         for index, channel in enumerate(self.channels.values()):
-            protocol_class = SimBus if channel.type == RTU else SimTcpProtocol
-            factory = SimFactory(protocol_class, channel.devices, self._reactor, self.latency,
-                                 self.clock_for_values, channel.counters)
+            if channel.type == MBUS:
+                factory = SimMBusFactory(list(channel.devices.values()), self._reactor, self.latency,
+                                         self._value_seconds(), channel.counters)
+            else:
+                protocol_class = SimBus if channel.type == RTU else SimTcpProtocol
+                factory = SimFactory(protocol_class, channel.devices, self._reactor, self.latency,
+                                     self.clock_for_values, channel.counters)
             port = self._reactor.listenTCP(base_port + index if base_port else 0, factory, interface=host)
             self._ports.append(port)
             self._factories.append(factory)
             addresses[channel.name] = (host, port.getHost().port)
         return addresses
+
+    def _value_seconds(self):
+        """Return the function giving value time (``clock_for_values`` or the reactor)."""
+        return value_clock(self._reactor, self.clock_for_values)
 
     def stop(self) -> defer.Deferred[Any]:
         """Close every pty and TCP connection and stop listening.

@@ -237,7 +237,7 @@ class SimDevice:
         return answer
 
 
-def _value_clock(reactor: IReactorTime, clock_for_values: Any) -> Callable[[], float]:
+def value_clock(reactor: IReactorTime, clock_for_values: Any) -> Callable[[], float]:
     """Return the function giving value time: ``clock_for_values`` or the reactor."""
     source = reactor if clock_for_values is None else clock_for_values
     seconds = getattr(source, "seconds", None)
@@ -262,7 +262,7 @@ class _SlaveProtocol(Protocol):
         self.devices = devices
         self._reactor = reactor
         self.latency = latency
-        self._value_time = _value_clock(reactor, clock_for_values)
+        self._value_time = value_clock(reactor, clock_for_values)
         self.counters = counters if counters is not None else BusCounters()
         self._buffer = bytearray()
         self._pending: list[IDelayedCall] = []

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -14,6 +15,11 @@ from channels.transports.base import Backoff, LinkSink, SinkProtocol, write_now
 log = logging.getLogger(__name__)
 
 _PARITY = {"N": "N", "E": "E", "O": "O"}
+
+
+def is_pty(device: str) -> bool:
+    """Tell whether ``device`` is the slave side of a pseudo-terminal (a simulator's port)."""
+    return os.path.realpath(device).startswith("/dev/pts/")
 
 
 class SerialLink:
@@ -42,6 +48,10 @@ class SerialLink:
         self._reactor = reactor
         self._sink = sink
         self.endpoint = device
+        if is_pty(device):
+            # A pseudo-terminal has no line: parity means nothing, and Linux
+            # refuses to reopen one whose termios still has PARENB (EINVAL).
+            parity = "N"
         self._settings = dict(baudrate=baudrate, parity=_PARITY[parity], stopbits=stopbits, bytesize=bytesize)
         self._rts_toggle = rts_toggle
         self._termination = termination

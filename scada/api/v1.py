@@ -49,7 +49,9 @@ async def health(request):
         degraded |= not h["link_up"] or h["devices_comm_loss"] > 0 or h["devices_degraded"] > 0
         channels[ch.name] = {"link_up": h["link_up"], "tx_per_s": h["tx_per_s"], "devices": h["devices"],
                              "devices_ok": h["devices_ok"], "devices_degraded": h["devices_degraded"],
-                             "devices_comm_loss": h["devices_comm_loss"], "termination": h["termination"]["port"]}
+                             "devices_comm_loss": h["devices_comm_loss"], "type": h["type"],
+                             # M-Bus has no line termination to report.
+                             "termination": h.get("termination", {}).get("port", "not_applicable")}
     return json({"status": "ok", "degraded": degraded, "uptime_s": round(rt.uptime(), 3),
                  "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels})
 

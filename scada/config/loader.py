@@ -28,6 +28,7 @@ from .model import (
     HistoryConfig,
     Name,
     PointConfig,
+    RecordConfig,
     ProfileConfig,
     SiteConfig,
     SiteInfo,
@@ -45,6 +46,7 @@ from .problems import (
 from .validators import (
     check_addresses,
     check_channel_names,
+    check_device_kinds,
     check_device_names,
     check_poll_budget,
     check_profile_registers,
@@ -201,7 +203,7 @@ class _Run:
         if data is None:
             return self.error(file, 1, f"the {what} file is empty; its top level must be a mapping")
         if not isinstance(data, dict):
-            kinds = {"site": f"of sections ({', '.join(SITE_KEYS)})", "profile": "with 'points:'"}
+            kinds = {"site": f"of sections ({', '.join(SITE_KEYS)})", "profile": "with 'points:' or 'records:'"}
             message = f"the top level must be a mapping {kinds[what]}, not {show_value(data)}"
             return self.error(file, lines.get((), 1), message)
         return data
@@ -221,7 +223,10 @@ class _Run:
             lines = self._lines.get(file, {})
             for error in exc.errors(include_url=False):
                 loc = tuple(error["loc"])
-                if items_failed and loc == (items_failed,) and error["type"] == "too_short":
+                if items_failed and (
+                    (loc == (items_failed,) and error["type"] == "too_short")
+                    or (loc == () and error["type"] == "profile_kind")
+                ):
                     continue
                 message = describe_error(error, schema, path)
                 self.error(file, nearest_line(lines, path + loc), message)
@@ -273,7 +278,7 @@ class _Run:
                 channels.append(channel)
                 all_valid = len(channel.devices) == len(_or(raw_channel.get("devices"), []))
                 extent[id(channel)] = "complete" if all_valid else "partial"
-            elif isinstance(raw_channel, dict) and raw_channel.get("type") in ("modbus-rtu", "modbus-tcp"):
+            elif isinstance(raw_channel, dict) and raw_channel.get("type") in ("modbus-rtu", "modbus-tcp", "mbus"):
                 # The address rules depend only on the type, so a typo in,
                 # say, the baud rate should not hide a duplicate address.
                 name = raw_channel.get("name")
@@ -289,7 +294,11 @@ class _Run:
 
     def _profile(self, raw: Any, file: str, path: Path) -> ProfileConfig | None:
         """Validate one profile, point by point."""
-        profile, _points = self._validate_with_items(ProfileConfig, raw, file, path, "points", PointConfig)
+        if isinstance(raw, dict) and "records" in raw and "points" not in raw:
+            items, item = "records", RecordConfig
+        else:
+            items, item = "points", PointConfig
+        profile, _items = self._validate_with_items(ProfileConfig, raw, file, path, items, item)
         return profile
 
     def _inline_profiles(self, raw: Any) -> tuple[dict[str, ProfileConfig], set[str]]:
@@ -321,7 +330,7 @@ class _Run:
         description of where files were looked for.
         """
         directories = [FsPath(self.file).parent / "profiles", BUILTIN_PROFILES_DIR]
-        wanted = sorted({d.profile for d in devices} - profiles.keys() - broken)
+        wanted = sorted({d.profile for d in devices if d.profile is not None} - profiles.keys() - broken)
         for name in wanted:
             if not _SAFE_FILE_NAME.fullmatch(name) or ".." in name:
                 continue
@@ -365,6 +374,7 @@ class _Run:
             if extent[id(channel)] == "devices":
                 continue
             found += check_transport_kind(channel, smap)
+            found += check_device_kinds(channel, profiles, smap)
             found += check_poll_budget(channel, profiles, smap)
             # A device that failed validation may be a terminated one, so
             # counting terminators on a partial list would mislead.

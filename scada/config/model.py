@@ -18,8 +18,10 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic import model_validator
+from pydantic_core import PydanticCustomError
 from pydantic.json_schema import SkipJsonSchema
 
+from channels.mbus.link import secondary_mask
 from channels.modbus.points import TYPE_REGISTERS
 from channels.modbus.timing import STANDARD_BAUDRATES
 
@@ -233,12 +235,39 @@ class TransportConfig(_Model):
         return _parse_host_port(self.tcp)[1] if self.tcp else None
 
 
+def _check_secondary(value: str) -> str:
+    """Accept an M-Bus secondary address as :func:`channels.mbus.link.secondary_mask` does."""
+    secondary_mask(value)
+    return value.strip().upper()
+
+
+def _check_hex(value: str) -> str:
+    """Accept raw DIF/VIF bytes written as hex ("04", "fd17"), normalised to lowercase."""
+    clean = value.replace(" ", "").lower()
+    if not clean or len(clean) % 2 or any(c not in "0123456789abcdef" for c in clean):
+        raise ValueError(f"{show_value(value)} is not hex bytes such as '06' or 'fd17'")
+    return clean
+
+
+#: An M-Bus secondary address: 8 id digits, optionally manufacturer, version and medium in hex.
+Secondary = Annotated[str, AfterValidator(_check_secondary), Field(examples=["12345678", "123456782C2D0804"])]
+HexBytes = Annotated[str, AfterValidator(_check_hex), Field(examples=["06", "fd17"])]
+
+
 class DeviceConfig(_Model):
-    """One meter on a channel; its points come from ``profile``."""
+    """One meter on a channel.
+
+    Modbus devices need ``address`` and ``profile``.  M-Bus meters have a
+    primary ``address`` (0-250) or a ``secondary`` address, and a profile
+    of ``records``; without one their records are mapped automatically.
+    """
 
     name: Name
-    address: int
-    profile: Annotated[str, Field(min_length=1)]
+    address: Optional[int] = None
+    secondary: Optional[Secondary] = None
+    profile: Optional[Annotated[str, Field(min_length=1)]] = None
+    #: M-Bus unit loads (1 UL = 1.5 mA) the meter draws from the master.
+    unit_loads: _range(1, 100) = 1
     poll: PositiveDuration = 60.0
     termination: bool = False
     enabled: bool = True
@@ -246,18 +275,35 @@ class DeviceConfig(_Model):
     sim: Optional[dict[str, Any]] = Field(default=None, strict=False)
 
 
+#: Baud rate of an M-Bus channel that names none (EN 13757-2 meters ship at 2400).
+MBUS_DEFAULT_BAUDRATE = 2400
+
+
 class ChannelConfig(_Model):
     """One bus: a transport, its timing, and the devices on it."""
 
     name: Name
-    type: Literal["modbus-rtu", "modbus-tcp"]
+    type: Literal["modbus-rtu", "modbus-tcp", "mbus"]
     description: str = ""
     transport: TransportConfig
+    #: Allowance added to the protocol's own response timing.
     timeout: Duration = 0.3
     retries: _range(0, 10) = 2
     #: Consecutive failed polls before a device's tags go comm_loss.
     comm_loss_after: _range(1) = 3
+    #: M-Bus master capacity in unit loads (an "M-Bus 50" master: 50).
+    unit_loads: Optional[_range(1, 1000)] = None
     devices: list[DeviceConfig] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mbus_line_default(cls, data: Any) -> Any:
+        """Give an M-Bus channel 2400 Bd unless it names a rate."""
+        if isinstance(data, dict) and data.get("type") == "mbus":
+            transport = data.get("transport")
+            if isinstance(transport, dict) and "baudrate" not in transport:
+                data = {**data, "transport": {**transport, "baudrate": MBUS_DEFAULT_BAUDRATE}}
+        return data
 
 
 # The YAML key is `register`, which shadows ABCMeta.register on the class;
@@ -297,14 +343,66 @@ with warnings.catch_warnings():
             return self
 
 
+class RecordConfig(_Model):
+    """One M-Bus data record a profile maps to a tag.
+
+    A record is found by ``quantity`` (the decoder's name, e.g. ``energy``)
+    and/or ``vif`` (its raw VIF/VIFE bytes in hex), plus ``function``,
+    ``storage``, ``tariff`` and ``subunit``; ``dif`` (raw DIF/DIFE hex)
+    pins it further.  The value arrives in base units (Wh, m^3, °C…) and is
+    multiplied by ``scale`` (0.001 for kWh).
+    """
+
+    name: Name
+    quantity: Optional[Annotated[str, Field(min_length=1)]] = None
+    vif: Optional[HexBytes] = None
+    dif: Optional[HexBytes] = None
+    function: Literal["instantaneous", "maximum", "minimum", "error"] = "instantaneous"
+    storage: _range(0, (1 << 41) - 1) = 0
+    tariff: _range(0, (1 << 20) - 1) = 0
+    subunit: _range(0, 1023) = 0
+    scale: Annotated[float, AfterValidator(_check_scale)] = 1.0
+    unit: str = ""
+    deadband: Annotated[float, AfterValidator(_check_finite), AfterValidator(_check_not_negative)] = 0.0
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _identified(self) -> RecordConfig:
+        """Require something to find the record by."""
+        if self.quantity is None and self.vif is None:
+            raise ValueError(f"record {self.name!r} needs 'quantity' or 'vif' to be found in a telegram")
+        return self
+
+
 class ProfileConfig(_Model):
-    """A device model's register map, inline or from ``profiles/<name>.yaml``."""
+    """A device model: a Modbus register map (``points``) or M-Bus ``records``.
+
+    Inline or from ``profiles/<name>.yaml``.
+    """
 
     description: str = ""
     sim: Optional[str] = None
     #: Some meters accept fewer registers per read than the protocol's 125.
     max_registers: _range(1, 125) = 125
-    points: Annotated[list[PointConfig], Field(min_length=1)]
+    points: list[PointConfig] = []
+    records: list[RecordConfig] = []
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ProfileConfig:
+        """Require points or records, not both."""
+        if bool(self.points) == bool(self.records):
+            given = "both" if self.points else "neither"
+            # Its own type: the loader drops it when the items were already
+            # reported one by one (so none is left).
+            raise PydanticCustomError(
+                "profile_kind", "a profile has 'points' (Modbus) or 'records' (M-Bus), {given} given",
+                {"given": given})
+        return self
+
+    @property
+    def protocol(self) -> str:
+        """Return ``modbus`` or ``mbus``."""
+        return "mbus" if self.records else "modbus"
 
 
 class SiteConfig(_Model):

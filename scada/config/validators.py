@@ -20,6 +20,8 @@ from .problems import Problem, SourceMap, show_value
 MAX_RTU_ADDRESS = 247
 #: Most devices a channel may carry (one per RTU address).
 MAX_DEVICES_PER_CHANNEL = 247
+#: Highest M-Bus primary address of a meter (251-255 are special).
+MAX_MBUS_PRIMARY = 250
 #: Terminated nodes on a correct RS-485 trunk: one at each end.
 MAX_TERMINATED_NODES = 2
 
@@ -72,11 +74,14 @@ def check_transport_kind(channel: ChannelConfig, smap: SourceMap) -> list[Proble
 
 
 def check_addresses(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
-    """Report device addresses out of range or repeated, and overfull channels.
+    """Report device addresses missing, out of range or repeated, and overfull channels.
 
     Modbus RTU unicast addresses are 1-247; a Modbus TCP unit id is one
-    byte, 0-255.  Disabled devices count: they are still wired to the bus.
+    byte, 0-255.  M-Bus meters have a primary address 0-250 or a secondary
+    address.  Disabled devices count: they are still wired to the bus.
     """
+    if channel.type == "mbus":
+        return _check_mbus_addresses(channel, smap)
     low, high = (1, MAX_RTU_ADDRESS) if channel.type == "modbus-rtu" else (0, 255)
     problems = []
     if len(channel.devices) > MAX_DEVICES_PER_CHANNEL:
@@ -91,18 +96,93 @@ def check_addresses(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
     first: dict[int, DeviceConfig] = {}
     for device in channel.devices:
         where = smap.where(device, "address")
-        if not low <= device.address <= high:
+        if device.secondary is not None:
+            message = f"{smap.where(device, 'secondary')}: secondary addresses are M-Bus only; use 'address'"
+            problems.append(smap.problem(device, ("secondary",), message))
+        if device.address is None:
+            message = f"{smap.where(device)}: device {device.name!r} needs 'address' ({low}-{high})"
+            problems.append(smap.problem(device, (), message))
+        elif not low <= device.address <= high:
             message = f"{where}: {device.address} is out of range {low}-{high}"
             problems.append(smap.problem(device, ("address",), message))
         elif device.address in first:
-            other = first[device.address]
-            message = (
-                f"{where}: address {device.address} of device {device.name!r} is already used by "
-                f"device {other.name!r} at line {smap.line(other, 'address')}"
-            )
-            problems.append(smap.problem(device, ("address",), message))
+            problems.append(_used_twice(device, first[device.address], "address", smap))
         else:
             first[device.address] = device
+    return problems
+
+
+def _used_twice(device: DeviceConfig, other: DeviceConfig, key: str, smap: SourceMap) -> Problem:
+    value = getattr(device, key)
+    message = (
+        f"{smap.where(device, key)}: {key} {value} of device {device.name!r} is already used by "
+        f"device {other.name!r} at line {smap.line(other, key)}"
+    )
+    return smap.problem(device, (key,), message)
+
+
+def _check_mbus_addresses(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
+    """M-Bus: a primary address 0-250 or a secondary address per meter, each used once."""
+    problems = []
+    primary: dict[int, DeviceConfig] = {}
+    secondary: dict[str, DeviceConfig] = {}
+    for device in channel.devices:
+        if (device.address is None) == (device.secondary is None):
+            given = "both" if device.address is not None else "neither"
+            message = (f"{smap.where(device)}: M-Bus meter {device.name!r} needs 'address' (primary, "
+                       f"0-{MAX_MBUS_PRIMARY}) or 'secondary' (8-digit id), {given} given")
+            problems.append(smap.problem(device, (), message))
+        elif device.address is not None:
+            if not 0 <= device.address <= MAX_MBUS_PRIMARY:
+                message = (f"{smap.where(device, 'address')}: {device.address} is out of range "
+                           f"0-{MAX_MBUS_PRIMARY} (251-255 are not meter addresses)")
+                problems.append(smap.problem(device, ("address",), message))
+            elif device.address in primary:
+                problems.append(_used_twice(device, primary[device.address], "address", smap))
+            else:
+                primary[device.address] = device
+        elif device.secondary in secondary:
+            problems.append(_used_twice(device, secondary[device.secondary], "secondary", smap))
+        else:
+            secondary[device.secondary] = device
+    return problems
+
+
+def check_device_kinds(
+    channel: ChannelConfig, profiles: Mapping[str, ProfileConfig], smap: SourceMap
+) -> list[Problem]:
+    """Check that devices fit their channel's protocol.
+
+    A Modbus device needs a profile with ``points``; an M-Bus meter's
+    profile, if any, must have ``records``; the unit loads of an M-Bus
+    channel's meters must not exceed its master's ``unit_loads``.
+    """
+    problems = []
+    mbus = channel.type == "mbus"
+    for device in channel.devices:
+        if device.profile is None:
+            if not mbus:
+                message = f"{smap.where(device)}: device {device.name!r} needs a 'profile'"
+                problems.append(smap.problem(device, (), message))
+            continue
+        profile = profiles.get(device.profile)
+        if profile is not None and (profile.protocol == "mbus") != mbus:
+            has, needs = ("records (M-Bus)", "points (Modbus)") if mbus is False else ("points (Modbus)",
+                                                                                    "records (M-Bus)")
+            message = (f"{smap.where(device, 'profile')}: profile {device.profile!r} has {has}, but "
+                       f"channel {channel.name!r} ({channel.type}) needs {needs}")
+            problems.append(smap.problem(device, ("profile",), message))
+    if not mbus and any(device.unit_loads != 1 for device in channel.devices):
+        device = next(d for d in channel.devices if d.unit_loads != 1)
+        message = f"{smap.where(device, 'unit_loads')}: unit loads are an M-Bus setting"
+        problems.append(smap.problem(device, ("unit_loads",), message))
+    capacity = getattr(channel, "unit_loads", None)
+    if mbus and capacity is not None:
+        used = sum(device.unit_loads for device in channel.devices)
+        if used > capacity:
+            message = (f"channel {channel.name!r}: its meters draw {used} unit loads but the master "
+                       f"supplies {capacity} (unit_loads: {capacity}); split the bus or use a bigger master")
+            problems.append(smap.problem(channel, ("unit_loads",), message))
     return problems
 
 
@@ -143,13 +223,15 @@ def check_profile_registers(name: str, profile: ProfileConfig, smap: SourceMap) 
     """
     problems = []
     names: dict[str, object] = {}
-    for point in profile.points:
+    for point in [*profile.points, *profile.records]:
         if point.name in names:
             line = smap.line(names[point.name], "name")
             message = f"duplicate point name {point.name!r} in profile {name!r} (first at line {line})"
             problems.append(smap.problem(point, ("name",), message))
         else:
             names[point.name] = point
+        if point in profile.records:
+            continue
         if point.count > profile.max_registers:
             message = (
                 f"{smap.where(point, 'type')}: point {point.name!r} ({point.type}) needs "
@@ -193,7 +275,7 @@ def check_profiles_known(
     """
     problems = []
     for device in devices:
-        if device.profile in known:
+        if device.profile is None or device.profile in known:
             continue
         message = f"unknown profile {show_value(device.profile)} for device {device.name!r}"
         close = difflib.get_close_matches(device.profile, list(known), n=1)
@@ -218,7 +300,7 @@ def check_poll_budget(
     if channel.type != "modbus-rtu":
         return []
     transport = channel.transport
-    polled = [d for d in channel.devices if d.enabled and d.profile in profiles]
+    polled = [d for d in channel.devices if d.enabled and d.profile in profiles and profiles[d.profile].points]
     if not polled:
         return []
     total = 0.0

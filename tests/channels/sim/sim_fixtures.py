@@ -28,8 +28,9 @@ def load_profiles() -> dict[str, SimpleNamespace]:
     for path in sorted(PROFILE_DIR.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         points = [SimpleNamespace(**{"word_order": "big", "scale": 1.0, "offset": 0.0, **p})
-                  for p in data["points"]]
-        profiles[path.stem] = SimpleNamespace(points=points, sim=data.get("sim"))
+                  for p in data.get("points", ())]
+        records = [SimpleNamespace(**r) for r in data.get("records", ())]
+        profiles[path.stem] = SimpleNamespace(points=points, records=records, sim=data.get("sim"))
     return profiles
 
 
@@ -60,7 +61,8 @@ def demo_site() -> SimpleNamespace:
     data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     channels = [
         SimpleNamespace(name=c["name"], type=c["type"], transport=c["transport"],
-                        devices=[SimpleNamespace(**{"sim": None, "enabled": True, **d}) for d in c["devices"]])
+                        devices=[SimpleNamespace(**{"sim": None, "enabled": True, "address": None, "secondary": None,
+                                                    "profile": None, **d}) for d in c["devices"]])
         for c in data["channels"]
     ]
     return SimpleNamespace(site=SimpleNamespace(**data["site"]), channels=channels,

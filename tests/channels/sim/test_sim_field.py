@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -71,9 +73,23 @@ def test_channels_and_addresses():
 
 
 def test_other_channel_types_are_left_alone():
-    """M-Bus and other channels are not this simulator's business."""
-    cfg = site([channel("mbus", [device("x", 1, "unknown_profile")], "mbus")])
+    """Channel types without a simulator (LoRaWAN, modems…) are not this field's business."""
+    cfg = site([channel("lora", [device("x", 1, "unknown_profile")], "lorawan")])
     assert SimulatedField(cfg, Clock()).channels == {}
+
+
+def test_mbus_channels_get_simulated_meters():
+    """An M-Bus channel's devices become M-Bus meters: primary ones by address, others by secondary id."""
+    meters = [device("h", 3, None, {"model": "heat_meter", "id": 11112222}),
+              SimpleNamespace(name="w", address=None, secondary="33334444", profile=None,
+                              sim={"model": "water_meter", "kind": "hot"}, enabled=True)]
+    field = SimulatedField(site([channel("bus", meters, "mbus")]), Clock())
+    heat, water = field.channels["bus"].devices.values()
+    assert (heat.primary, heat.ident, heat.kind) == (3, 11112222, "heat")
+    assert (water.primary, water.ident, water.kind) == (None, 33334444, "warm_water")
+    with pytest.raises(ValueError, match="electricity_meter"):
+        SimulatedField(site([channel("bus", [device("e", 1, None, {"model": "electricity_meter"})], "mbus")]),
+                       Clock())
 
 
 def test_sum_of_list_and_kind_option():
@@ -161,24 +177,29 @@ def test_start_tcp_ephemeral_ports():
 
 
 DEMO = demo_site()
+RS485 = [c for c in DEMO.channels if c.type == "modbus-rtu"]
 
 
-def test_demo_has_two_buildings_of_22_meters():
-    """Two RS-485 segments, each with 4 building meters and 18 apartment meters."""
+def test_demo_has_two_rs485_buildings_of_22_meters_and_one_on_mbus():
+    """Two RS-485 segments, each with 4 building meters and 18 apartment meters; an M-Bus building."""
     field = SimulatedField(DEMO, Clock())
-    assert list(field.channels) == ["b1-rs485", "b2-rs485"]
-    for name, ch in field.channels.items():
+    assert list(field.channels) == ["b1-rs485", "b2-rs485", "b3-mbus"]
+    for name in ("b1-rs485", "b2-rs485"):
+        ch = field.channels[name]
         assert len(ch.devices) == 22
         prefix = name.split("-")[0]
         assert isinstance(field.devices[f"{prefix}-heat"].model, HeatMeter)
         assert isinstance(field.devices[f"{prefix}-el"].model, BuildingElectricity)
         assert field.devices[f"{prefix}-hot"].model.own.hot
-    assert len(field.devices) == 44
+    mbus = field.channels["b3-mbus"].devices.values()
+    assert {m.kind for m in mbus} == {"heat", "cold_water", "warm_water"}
+    assert field.devices["b3-heat"].ident == 24310051 and field.devices["b3-heat-gvs"].ident == 24310052
+    assert len(field.devices) == 44 + 6
 
 
 def test_demo_has_one_terminated_device_per_segment():
     """Exactly one device per segment carries the far-end terminator."""
-    for ch in DEMO.channels:
+    for ch in RS485:
         assert sum(bool(getattr(d, "termination", False)) for d in ch.devices) == 1
         assert ch.transport["rs485"] == {"rts_toggle": True, "termination": True}
 
@@ -201,7 +222,7 @@ def test_demo_building_meters_balance_with_apartments():
 def test_demo_poll_budget_fits_the_segment():
     """At 9600 Bd the demo's polls use well under half of each segment's time."""
     profiles = load_profiles()
-    for ch in DEMO.channels:
+    for ch in RS485:
         transport = ch.transport
         baud, parity = transport["baudrate"], transport["parity"]
         busy = 0.0
@@ -222,5 +243,5 @@ def test_demo_passes_the_site_config_checks():
     cfg, problems = loader.load_config(str(DEMO_PATH))
     assert [str(p) for p in problems] == []
     field = SimulatedField(cfg, Clock())
-    assert len(field.devices) == 44
+    assert len(field.devices) == 50
     assert isinstance(field.devices["b2-cold"].model, BuildingWater)

@@ -325,7 +325,7 @@ def test_device_and_point_schema_messages(write, line_of):
     assert found == {
         (line_of(path, "b1 heat"), f"channels[0].devices[0].name: 'b1 heat' is not a valid name: {tag_rule}"),
         (line_of(path, "b1.kv"), f"channels[0].devices[1].name: 'b1.kv' is not a valid name: {tag_rule}"),
-        (line_of(path, "b1-x"), "channels[0].devices[2]: missing required key 'address'"),
+        (line_of(path, "b1-x"), "channels[0].devices[2]: device 'b1-x' needs 'address' (0-255)"),
         (
             line_of(path, "poll: 0s"),
             "channels[0].devices[3].poll: 0 s is not a period; it must be longer than zero",

@@ -1,0 +1,333 @@
+# -*- test-case-name: tests.channels.mbus.test_driver -*-
+"""An M-Bus meter as a poller of the bus scheduler.
+
+One poll of a meter (EN 13757-2, protocols.md §1.1-1.2):
+
+- after start-up or a failed poll, a link reset: ``SND_NKE`` to the primary
+  address (the meter clears its frame count bit and answers ``E5``); a meter
+  addressed by secondary address is selected, reset with ``SND_NKE`` to 253
+  (which also deselects it) and selected again;
+- for a secondary address, a select (``SND_UD`` CI 52 to 253, answered ``E5``);
+- ``REQ_UD2`` with the frame count bit (FCB).  A good answer toggles FCB; a
+  retry after a bad or missing one repeats it unchanged, so the meter
+  repeats its telegram instead of moving on.  While a telegram ends with
+  DIF ``1F`` ("more records follow"), another ``REQ_UD2`` with the toggled
+  FCB fetches the next one, up to ``max_telegrams``.
+
+The scheduler retries each step; if a step still fails the rest of the poll
+is dropped, every tag of the meter gets the failure's quality and the next
+poll starts with a reset.  Answers are decoded with
+:mod:`channels.mbus.telegram`; what is in them becomes samples through a
+:class:`~channels.mbus.mapping.RecordMapper`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from channels.bus import Outcome, Transaction
+from channels.mbus import link
+from channels.mbus.mapping import RecordMapper
+from channels.mbus.telegram import MBusDecodeError, decode_user_data
+from tags.model import Sample, TagDef
+from tags.quality import Quality
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_QUALITY = {
+    Outcome.TIMEOUT: Quality.TIMEOUT,
+    Outcome.CRC_ERROR: Quality.CRC_ERROR,
+    Outcome.LINK_DOWN: Quality.COMM_LOSS,
+}
+
+
+class MBusStats:
+    """Communication counters of one meter, as ``GET /devices`` shows them."""
+
+    __slots__ = ("requests", "responses", "timeouts", "crc_errors", "exceptions", "decode_errors",
+                 "polls", "failed_polls", "telegrams", "resets", "last_good", "last_error", "last_exception")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+        self.last_good: float | None = None
+        self.last_error = ""
+        self.last_exception = ""
+
+    def as_dict(self) -> dict:
+        """Return the counters as a plain dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Timing:
+    """Response timing of one channel: the answer must start within ``first_byte``
+    seconds of the request's end and be complete ``rest`` seconds after its first byte."""
+
+    def __init__(self, baud: int, allowance: float) -> None:
+        self.baud = baud
+        self.allowance = allowance
+        self.rest = link.frame_time(link.MAX_FRAME, baud) + allowance
+
+    def timeout(self, request: bytes) -> float:
+        """Return the first-byte timeout of ``request`` (its own wire time included)."""
+        return link.frame_time(len(request), self.baud) + link.response_window(self.baud) + self.allowance
+
+
+class MBusDevice:
+    """Poll one M-Bus meter by primary address or secondary address (``secondary``: 8 mask bytes).
+
+    ``on_samples`` takes live samples, ``on_history`` archive samples (meter
+    archive records at their own dates), ``on_define`` tag definitions that
+    appear only once the meter has answered (automatic mapping, the clock).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        primary: int | None,
+        secondary: bytes | None,
+        period: float,
+        mapper: RecordMapper,
+        timing: Timing,
+        on_samples: Callable[[list[Sample]], None],
+        on_history: Callable[[list[Sample]], None],
+        on_define: Callable[[TagDef], None],
+        comm_loss_after: int = 3,
+        max_telegrams: int = 16,
+    ) -> None:
+        if (primary is None) == (secondary is None):
+            raise ValueError(f"device {name!r}: give a primary or a secondary address, not both or neither")
+        self.name = name
+        self.primary = primary
+        self.secondary = secondary
+        self.period = period
+        self.next_due = 0.0
+        self.mapper = mapper
+        self.timing = timing
+        self.comm_loss_after = comm_loss_after
+        self.max_telegrams = max_telegrams
+        self._on_samples = on_samples
+        self._on_history = on_history
+        self._on_define = on_define
+        self.stats = MBusStats()
+        self.state = "not_yet_read"
+        self.consecutive_failures = 0
+        self.fcb = True
+        self.need_reset = True
+        self.header = None
+        self.clock_drift_s: float | None = None
+        self.tags: list[str] = [f"{name}.status"] + [rule.tag for rule in mapper.rules or ()]
+        self._defined = set(self.tags)
+        self._archived: dict[str, float] = {}
+        self._address = link.ADDR_SELECTED if secondary is not None else primary
+        # Per-poll state.
+        self._queue: list[Transaction] = []
+        self._records: list = []
+        self._telegrams = 0
+        self._failure: Outcome | None = None
+        self._error_report = ""
+        self._decode_failed = False
+        self._status: int | None = None
+
+    # ------------------------------------------------------------ requests
+
+    def _tx(self, kind: str, request: bytes) -> Transaction:
+        return Transaction(request, link.decode_stream, self.timing.timeout(request), context=kind,
+                           rx_time=self.timing.rest)
+
+    def _read(self) -> Transaction:
+        return self._tx("read", link.req_ud2(self._address, self.fcb))
+
+    def _select(self) -> Transaction:
+        return self._tx("select", link.select(self.secondary))
+
+    def address_text(self) -> str:
+        """Return the address as configured: a primary number or the secondary mask."""
+        if self.secondary is None:
+            return str(self.primary)
+        return link.secondary_text(self.secondary)
+
+    # ---------------------------------------------------------- poller API
+
+    def begin_poll(self, now: float) -> list[Transaction]:
+        """Start a poll: reset if needed, select if secondary, read the first telegram."""
+        self.stats.polls += 1
+        self._records = []
+        self._telegrams = 0
+        self._failure = None
+        self._error_report = ""
+        self._decode_failed = False
+        self._status = None
+        queue: list[Transaction] = []
+        if self.secondary is not None:
+            queue.append(self._select())
+        if self.need_reset:
+            self.stats.resets += 1
+            queue.append(self._tx("reset", link.snd_nke(self._address)))
+            if self.secondary is not None:
+                queue.append(self._select())
+            self.fcb = True
+        queue.append(self._read())
+        self._queue = queue
+        return queue
+
+    def classify(self, frame) -> Outcome:
+        """Map a frame found by the link decoder to an outcome (garbled = checksum error)."""
+        if isinstance(frame, link.Garbled):
+            return Outcome.CRC_ERROR
+        return Outcome.OK if frame.kind in ("ack", "long", "control") else Outcome.CRC_ERROR
+
+    def retry_exception(self, frame) -> bool:
+        """Never called: M-Bus has no exception answers at the link layer."""
+        return False
+
+    def transaction_attempt(self, tx: Transaction, outcome: Outcome) -> None:
+        """Count one request and what became of it."""
+        stats = self.stats
+        stats.requests += 1
+        if outcome is Outcome.OK:
+            stats.responses += 1
+        elif outcome is Outcome.TIMEOUT:
+            stats.timeouts += 1
+        elif outcome is Outcome.CRC_ERROR:
+            stats.crc_errors += 1
+
+    def transaction_done(self, tx: Transaction, outcome: Outcome, frame, now: float) -> None:
+        """Take one step's result: go on, fetch the next telegram, or drop the rest of the poll."""
+        kind = tx.context
+        if outcome is Outcome.OK:
+            expected_ack = kind != "read"
+            if expected_ack != (frame.kind == "ack") or (not expected_ack and not frame.is_rsp_ud):
+                outcome = Outcome.CRC_ERROR
+                self.stats.last_error = f"{kind}: unexpected {frame.kind} frame"
+            elif kind == "read" and self.secondary is None and frame.a != self.primary:
+                outcome = Outcome.CRC_ERROR
+                self.stats.last_error = f"read: answer from address {frame.a}, expected {self.primary}"
+        if outcome is not Outcome.OK:
+            self._failure = outcome
+            if not self.stats.last_error.startswith(kind):
+                self.stats.last_error = f"{kind}: {outcome.value}"
+            self.need_reset = True
+            index = self._queue.index(tx)
+            del self._queue[index + 1:]
+            return
+        if kind == "reset":
+            self.need_reset = False
+            return
+        if kind == "read":
+            self._take_telegram(frame)
+
+    def _take_telegram(self, frame: link.Frame) -> None:
+        # A good answer: the next request carries the toggled FCB, retry or not.
+        self.fcb = not self.fcb
+        self._telegrams += 1
+        self.stats.telegrams += 1
+        try:
+            telegram = decode_user_data(frame.ci, frame.data, frame.data_offset)
+        except MBusDecodeError as exc:
+            self._decode_failed = True
+            self.stats.decode_errors += 1
+            self.stats.last_error = f"telegram {self._telegrams}: {exc}"
+            return
+        if telegram.error is not None:
+            self._error_report = telegram.error
+            self.stats.exceptions += 1
+            self.stats.last_exception = self.stats.last_error = telegram.error
+            return
+        header = telegram.header
+        if header is not None:
+            if self._status is None:
+                self._status = header.status
+            if getattr(header, "id", ""):
+                self.header = header
+        self._records.extend(telegram.records)
+        if telegram.more_follows:
+            if self._telegrams < self.max_telegrams:
+                self._queue.append(self._read())
+            else:
+                self.stats.last_error = f"more than {self.max_telegrams} telegrams; the rest is not read"
+
+    def poll_done(self, now: float) -> None:
+        """Publish the poll's samples and update the communication state."""
+        name = self.name
+        if self._failure is not None and not self._records:
+            self._fail(now)
+            return
+        samples: list[Sample] = []
+        mapped = self.mapper.map(self._records)
+        good = Quality.GOOD
+        for tag, value, unit in mapped.live:
+            self._define(tag, unit)
+            samples.append(Sample(tag, value, good, now))
+        if self._status is not None:
+            samples.append(Sample(f"{name}.status", float(self._status), good, now))
+        if mapped.clock is not None:
+            tag = f"{name}.clock_drift_s"
+            self._define(tag, "s")
+            self.clock_drift_s = round(mapped.clock - now, 1)
+            samples.append(Sample(tag, self.clock_drift_s, good, now))
+        if self._error_report:
+            quality = Quality.EXCEPTION
+        elif self._decode_failed or self._failure is not None:
+            quality = Quality.DECODE_FAILED if self._decode_failed else _OUTCOME_QUALITY[self._failure]
+        else:
+            quality = None
+        reported = {s.name for s in samples}
+        missing = list(mapped.missing)
+        if quality is not None:
+            missing += [t for t in self.tags if t not in reported and t not in missing]
+        for tag in missing:
+            samples.append(Sample(tag, None, quality or Quality.DECODE_FAILED, now))
+        self.state = "ok" if not missing and quality is None else "degraded"
+        if self.state == "ok":
+            self.stats.last_good = now
+        if self.consecutive_failures >= self.comm_loss_after:
+            log.info("device %s answers again after %d failed polls", name, self.consecutive_failures)
+        self.consecutive_failures = 0
+        history = self._new_history(mapped.history)
+        self._on_samples(samples)
+        if history:
+            self._on_history(history)
+
+    def _fail(self, now: float) -> None:
+        self.stats.failed_polls += 1
+        self.consecutive_failures += 1
+        failure = self._failure
+        if failure is Outcome.LINK_DOWN or self.consecutive_failures >= self.comm_loss_after:
+            if self.state != "comm_loss":
+                log.warning("device %s: communication lost (%s)", self.name, self.stats.last_error or "link down")
+            self.state = "comm_loss"
+            quality = Quality.COMM_LOSS
+        else:
+            self.state = "failing"
+            quality = _OUTCOME_QUALITY[failure]
+        self._on_samples([Sample(tag, None, quality, now) for tag in self.tags])
+
+    def _define(self, tag: str, unit: str) -> None:
+        if tag not in self._defined:
+            self._defined.add(tag)
+            self.tags.append(tag)
+            self._on_define(TagDef(tag, unit, 0.0, self.name, "M-Bus record (automatic)"))
+
+    def _new_history(self, history) -> list[Sample]:
+        """Return archive samples not yet handed on (a meter repeats its archive every read)."""
+        fresh = []
+        archived = self._archived
+        for tag, value, when in history:
+            if archived.get(tag, float("-inf")) < when:
+                fresh.append((tag, value, when))
+        for tag, _, when in fresh:
+            archived[tag] = max(archived.get(tag, float("-inf")), when)
+        return [Sample(tag, value, Quality.GOOD, when) for tag, value, when in sorted(fresh, key=lambda h: h[2])]
+
+    def health(self) -> dict:
+        """Return state and counters for the devices endpoint."""
+        header = self.header
+        meter = None if header is None else {
+            "id": header.id, "manufacturer": header.manufacturer, "version": header.version,
+            "medium": header.medium}
+        return {"name": self.name, "address": self.address_text(), "state": self.state,
+                "consecutive_failures": self.consecutive_failures, "poll_s": self.period,
+                "fcb": self.fcb, "meter": meter, "clock_drift_s": self.clock_drift_s, **self.stats.as_dict()}
