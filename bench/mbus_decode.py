@@ -74,12 +74,14 @@ def built_frames() -> list[bytes]:
             build.record(0x2, 651, 0x5A), build.record(0x2, 412, 0x5E),
             build.record(0x2, 239, 0x61), build.record(0x3, 1200, 0x2B),
             build.record(0x3, 731, 0x3B), build.record(0x4, 1000, bytes.fromhex("83 3b")),
-            build.record(0x4, 35000, 0x06, storage=1), build.record(0x2, build.date_g(now.date()), 0x6C, storage=1),
+            build.record(0x4, 35000, 0x06, storage=1),
+            build.record(0x2, build.date_g(now.date()), 0x6C, storage=1),
             build.record(0x4, build.datetime_f(now), 0x6D), build.record(0x1, 0, bytes.fromhex("fd 17"))]
     water = [build.record(0xC, 1234567, 0x13), build.record(0xC, 1200000, 0x13, storage=1),
              build.record(0x2, build.date_g(now.date()), 0x6C, storage=1),
              build.record(0xB, 120, 0x3B, function="maximum"), build.record(0x4, 93, 0x22),
-             build.record(0x6, build.datetime_i(now), 0x6D), build.record(0xD, "APT-17", bytes.fromhex("fd 10"))]
+             build.record(0x6, build.datetime_i(now), 0x6D),
+             build.record(0xD, "APT-17", bytes.fromhex("fd 10"))]
     electricity = [build.record(0x4, 1234567, 0x04, tariff=t) for t in (1, 2)] + [
         build.record(0x2, 231, bytes.fromhex("fd c9 fc 0%d" % phase)) for phase in (1, 2, 3)] + [
         build.record(0x2, 52, bytes.fromhex("fd db fc 0%d" % phase)) for phase in (1, 2, 3)] + [

@@ -89,10 +89,11 @@ def record(data_type: int, value, vib: bytes | int, *, function: str = "instanta
            storage: int = 0, tariff: int = 0, subunit: int = 0) -> bytes:
     """Return one data record: DIB, ``vib`` (a VIF byte or the whole VIB) and the data.
 
-    ``value`` by ``data_type``: an int for the integer types (1h–4h, 6h, 7h;
-    signed, or unsigned up to the full width, as bit fields are) and the BCD types (9h–Ch, Eh; negative as EN 13757-3 type A, with a
-    leading F digit), a float for 5h, bytes for 0h and 8h (empty) or for
-    data already encoded (a date from :func:`date_g`, say), and for the
+    ``value`` by ``data_type``: an int for the integer types (1h–4h, 6h,
+    7h; signed, or unsigned up to the full width, as bit fields are) and
+    the BCD types (9h–Ch, Eh; negative as EN 13757-3 type A, with a leading
+    F digit), a float for 5h, bytes for 0h and 8h (empty) or for data
+    already encoded (a date from :func:`date_g`, say), and for the
     variable length type Dh a str or bytes (text) or an int (BCD).
     """
     head = dib(data_type, function=function, storage=storage, tariff=tariff, subunit=subunit)

@@ -67,6 +67,11 @@ class Mapped:
     missing: list[str]                          # profile tags no record fed
 
 
+def _scaled(value: float, scale: float) -> float:
+    """Return ``value * scale`` without the binary noise of decimal scales (0.001 → …00000001)."""
+    return value if scale == 1.0 else float(f"{value * scale:.12g}")
+
+
 def auto_name(record, storage: bool = True) -> str:
     """Return the automatic tag name (without device) of a record.
 
@@ -120,7 +125,9 @@ class RecordMapper:
 
     def map(self, records: Iterable) -> Mapped:
         """Return the live samples, historical samples and meter clock of ``records``."""
-        records = list(records)
+        # A record the meter itself flags (no data, time invalid, an
+        # impossible date) says nothing about the quantity: left out.
+        records = [r for r in records if getattr(r, "error", None) is None]
         dates: dict[tuple[int, int], float] = {}
         clock = None
         for record in records:
@@ -131,7 +138,9 @@ class RecordMapper:
                 if record.storage:
                     dates.setdefault((record.storage, record.subunit), when)
                 elif record.quantity == "datetime" and record.function == "instantaneous" and clock is None:
-                    clock = when
+                    # Type F (a 4-byte record) counts whole minutes: the
+                    # middle of the minute halves the error of the drift.
+                    clock = when + (30.0 if record.dib and record.dib[0] & 0x0F == 0x04 else 0.0)
         numeric = [r for r in records if isinstance(r.value, float) and r.quantity not in DATE_QUANTITIES]
         if self.rules is None:
             return self._auto(numeric, dates, clock)
@@ -161,11 +170,11 @@ class RecordMapper:
             if found is None:
                 missing.append(rule.tag)
             else:
-                live.append((rule.tag, found.value * rule.scale, found.unit))
+                live.append((rule.tag, _scaled(found.value, rule.scale), found.unit))
             if rule.storage:
                 continue
             for record in records:
                 when = dates.get((record.storage, record.subunit)) if record.storage else None
                 if when is not None and rule.matches(record, record.storage):
-                    history.append((rule.tag, record.value * rule.scale, when))
+                    history.append((rule.tag, _scaled(record.value, rule.scale), when))
         return Mapped(live, history, clock, missing)

@@ -318,7 +318,7 @@ def _limits() -> list[tuple]:
 
 
 def _durations_of(prefix_of) -> list[tuple]:
-    """Return 16 or 8 duration codes ``…f nn``: ``prefix_of(code)`` names the event."""
+    """Return 16 duration codes ``u f nn``; ``prefix_of(code)`` names the event from the low bits."""
     return [(V_DURATION, (prefix_of(code), _DURATION_NN[code & 3])) for code in range(16)]
 
 

@@ -58,11 +58,6 @@ def _bcd_digits(value: float, scale: float, digits: int) -> int:
     return int(round(value / scale)) % (10 ** digits)
 
 
-def _le(raw: bytes) -> int:
-    """Return the integer whose little-endian bytes are ``raw`` (a date's bytes as an int record)."""
-    return int.from_bytes(raw, "little")
-
-
 def month_starts(t_local: datetime, count: int) -> list[date]:
     """Return the 1st of the current month and of the ``count - 1`` months before, newest first."""
     year, month = t_local.year, t_local.month
@@ -245,13 +240,13 @@ class SimMBusMeter:
             build.record(0x2, int(round(v["t_return_c"] * 10)), 0x5E),                 # return, 0.1 °C
             build.record(0x2, int(round((v["t_supply_c"] - v["t_return_c"]) * 100)), 0x61),  # ΔT, 0.01 K
             build.record(0x4, int(v["operating_h"]), 0x22),                            # operating time, h
-            build.record(0x4, _le(build.datetime_f(now)), 0x6D),                            # meter clock
+            build.record(0x4, build.datetime_f(now), 0x6D),                            # meter clock
             build.record(0x1, int(v["error_code"]), b"\xfd\x17"),                      # error flags
         ]
         archive = []
         for storage, (day, when) in enumerate(self._archive_times(t, ARCHIVE_MONTHS), start=1):
             past = self.model.values(when)
-            archive.append(build.record(0x2, _le(build.date_g(day)), 0x6C, storage=storage)
+            archive.append(build.record(0x2, build.date_g(day), 0x6C, storage=storage)
                            + build.record(0x4, int(round(past["energy_kwh"] * 10)), 0x05, storage=storage)
                            + build.record(0xC, _bcd_digits(past["volume_m3"], 0.01, 8), 0x14, storage=storage))
         halves = [archive[:ARCHIVE_PER_TELEGRAM], archive[ARCHIVE_PER_TELEGRAM:]]
@@ -272,8 +267,8 @@ class SimMBusMeter:
             build.record(0x4, int(round(v["volume_m3"] * 1000)), 0x13),                # volume, litres
             build.record(0x2, int(round(v["flow_m3h"] * 1000)), 0x3B),                 # flow, l/h
             build.record(0x2, int(round(v["temperature_c"] * 10)), 0x5A),              # water temperature
-            build.record(0x4, _le(build.datetime_f(now)), 0x6D),
-            build.record(0x2, _le(build.date_g(day)), 0x6C, storage=1),
+            build.record(0x4, build.datetime_f(now), 0x6D),
+            build.record(0x2, build.date_g(day), 0x6C, storage=1),
             build.record(0x4, int(round(past["volume_m3"] * 1000)), 0x13, storage=1),
         ]
         return build.user_data(self._header(), records)

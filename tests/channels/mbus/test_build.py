@@ -30,7 +30,9 @@ def test_encode_id_rejects(value):
         build.encode_id(value)
 
 
-@pytest.mark.parametrize("code, encoded", [("KAM", "2d2c"), ("KRT", "542e"), ("MIL", "2c35"), ("AAA", "2104")])
+@pytest.mark.parametrize("code, encoded", [
+    ("KAM", "2d2c"), ("KRT", "542e"), ("MIL", "2c35"), ("AAA", "2104"),
+])
 def test_encode_manufacturer(code, encoded):
     """Three letters in 15 bits, little endian (protocols.md §1.5)."""
     assert build.encode_manufacturer(code).hex() == encoded
@@ -102,7 +104,8 @@ def test_record(data_type, value, vib, encoded):
 
 
 @pytest.mark.parametrize("data_type, value", [
-    (0x1, 256), (0x1, -129), (0x2, -32769), (0x4, 1 << 32), (0x4, 1.5), (0x5, 1e39), (0x9, 100), (0x9, -10), (0xA, "12"),
+    (0x1, 256), (0x1, -129), (0x2, -32769), (0x4, 1 << 32), (0x4, 1.5), (0x5, 1e39),
+    (0x9, 100), (0x9, -10), (0xA, "12"),
     (0xD, "x" * 192), (0xD, 10 ** 30), (0xD, 1.5), (0xF, 0), (0x4, b"\x00\x00"),
 ])
 def test_record_rejects(data_type, value):
@@ -137,8 +140,9 @@ def test_user_data_ends():
 
 # -------------------------------------------------------------- round trip
 
-#: VIFs whose scale is 1 (energy Wh, volume m³, bus address, FD dimensionless), so values compare as they are.
-UNIT_VIFS = [(b"\x03", "energy"), (b"\x16", "volume"), (b"\x7a", "bus_address"), (b"\xfd\x3a", "dimensionless")]
+#: VIFs whose scale is 1 (energy Wh, volume m³, bus address, FD dimensionless): values compare as they are.
+UNIT_VIFS = [(b"\x03", "energy"), (b"\x16", "volume"), (b"\x7a", "bus_address"),
+             (b"\xfd\x3a", "dimensionless")]
 _INT_BITS = {0x1: 8, 0x2: 16, 0x3: 24, 0x4: 32, 0x6: 48, 0x7: 64}
 _BCD_DIGITS = {0x9: 2, 0xA: 4, 0xB: 6, 0xC: 8, 0xE: 12}
 
