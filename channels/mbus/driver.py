@@ -130,6 +130,8 @@ class MBusDevice:
         self._error_report = ""
         self._decode_failed = False
         self._status: int | None = None
+        self._done = 0              # steps of this poll finished
+        self._mismatch = ""         # why the last answer was not the one expected
 
     # ------------------------------------------------------------ requests
 
@@ -160,6 +162,8 @@ class MBusDevice:
         self._error_report = ""
         self._decode_failed = False
         self._status = None
+        self._done = 0
+        self._mismatch = ""
         queue: list[Transaction] = []
         if self.secondary is not None:
             queue.append(self._select())
@@ -174,10 +178,27 @@ class MBusDevice:
         return queue
 
     def classify(self, frame) -> Outcome:
-        """Map a frame found by the link decoder to an outcome (garbled = checksum error)."""
+        """Map a frame to an outcome: anything but the answer the step expects is a checksum error.
+
+        A garbled frame (collision, noise), an ``E5`` where telegram data was
+        asked for, or an answer from another primary address all get
+        retried by the scheduler.
+        """
         if isinstance(frame, link.Garbled):
+            self._mismatch = f"garbled answer ({frame.reason})"
             return Outcome.CRC_ERROR
-        return Outcome.OK if frame.kind in ("ack", "long", "control") else Outcome.CRC_ERROR
+        kind = self._queue[self._done].context
+        if kind != "read":
+            if frame.kind == "ack":
+                return Outcome.OK
+            self._mismatch = f"{frame.kind} frame instead of E5"
+        elif not frame.is_rsp_ud:
+            self._mismatch = f"{frame.kind} frame instead of RSP_UD"
+        elif self.secondary is None and frame.a != self.primary:
+            self._mismatch = f"answer from address {frame.a}"
+        else:
+            return Outcome.OK
+        return Outcome.CRC_ERROR
 
     def retry_exception(self, frame) -> bool:
         """Never called: M-Bus has no exception answers at the link layer."""
@@ -197,26 +218,18 @@ class MBusDevice:
     def transaction_done(self, tx: Transaction, outcome: Outcome, frame, now: float) -> None:
         """Take one step's result: go on, fetch the next telegram, or drop the rest of the poll."""
         kind = tx.context
-        if outcome is Outcome.OK:
-            expected_ack = kind != "read"
-            if expected_ack != (frame.kind == "ack") or (not expected_ack and not frame.is_rsp_ud):
-                outcome = Outcome.CRC_ERROR
-                self.stats.last_error = f"{kind}: unexpected {frame.kind} frame"
-            elif kind == "read" and self.secondary is None and frame.a != self.primary:
-                outcome = Outcome.CRC_ERROR
-                self.stats.last_error = f"read: answer from address {frame.a}, expected {self.primary}"
+        self._done += 1
         if outcome is not Outcome.OK:
             self._failure = outcome
-            if not self.stats.last_error.startswith(kind):
-                self.stats.last_error = f"{kind}: {outcome.value}"
+            detail = self._mismatch if outcome is Outcome.CRC_ERROR and self._mismatch else outcome.value
+            self.stats.last_error = f"{kind}: {detail}"
             self.need_reset = True
-            index = self._queue.index(tx)
-            del self._queue[index + 1:]
+            del self._queue[self._done:]
             return
+        self._mismatch = ""
         if kind == "reset":
             self.need_reset = False
-            return
-        if kind == "read":
+        elif kind == "read":
             self._take_telegram(frame)
 
     def _take_telegram(self, frame: link.Frame) -> None:

@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 from twisted.internet.task import Clock
 
-from channels.bus import BusScheduler
+from channels.bus import BusScheduler, Outcome
 from channels.mbus import link
 from channels.mbus.driver import MBusDevice, Timing
 from channels.mbus.mapping import RecordMapper, RecordRule
@@ -211,3 +211,21 @@ def test_clock_drift_is_measured():
     device = site.device()
     site.run(5)
     assert device.clock_drift_s == pytest.approx(-600.0, abs=60.0)
+
+
+def test_unexpected_answers_are_checksum_errors_that_get_retried():
+    site = Site([])
+    device = site.device("m", primary=4)
+    device.begin_poll(0.0)  # reset, then read
+    rsp = link.parse_frame(link.long_frame(link.C_RSP_UD, 4, 0x72, bytes(12)))
+    assert device.classify(rsp) is Outcome.CRC_ERROR  # telegram data where an E5 was due
+    assert device.classify(link.ACK_FRAME) is Outcome.OK
+    device.transaction_done(device._queue[0], Outcome.OK, link.ACK_FRAME, 0.0)
+    assert device.classify(link.ACK_FRAME) is Outcome.CRC_ERROR  # an E5 where data was asked for
+    other = link.parse_frame(link.long_frame(link.C_RSP_UD, 5, 0x72, bytes(12)))
+    assert device.classify(other) is Outcome.CRC_ERROR
+    assert device.classify(link.Garbled("checksum", b"")) is Outcome.CRC_ERROR
+    assert device.classify(rsp) is Outcome.OK
+    device.transaction_done(device._queue[1], Outcome.CRC_ERROR, None, 0.0)
+    assert device.stats.last_error == "read: garbled answer (checksum)"
+    assert device.need_reset
