@@ -106,6 +106,20 @@ class Poller(Protocol):
         """Finish the poll: emit samples, update communication state."""
 
 
+def count_attempt(stats, outcome: Outcome) -> None:
+    """Count one attempt in a device's ``requests``/``responses``/``timeouts``/``crc_errors``/``exceptions``."""
+    stats.requests += 1
+    if outcome is Outcome.OK:
+        stats.responses += 1
+    elif outcome is Outcome.TIMEOUT:
+        stats.timeouts += 1
+    elif outcome is Outcome.CRC_ERROR:
+        stats.crc_errors += 1
+    elif outcome is Outcome.EXCEPTION:
+        stats.responses += 1
+        stats.exceptions += 1
+
+
 class BusScheduler:
     """Serialise the transactions of every poller on one segment.
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from channels.bus import Outcome, Transaction
+from channels.bus import Outcome, Transaction, count_attempt
 from channels.mbus import link
 from channels.mbus.mapping import RecordMapper
 from channels.mbus.telegram import MBusDecodeError, decode_user_data
@@ -206,14 +206,7 @@ class MBusDevice:
 
     def transaction_attempt(self, tx: Transaction, outcome: Outcome) -> None:
         """Count one request and what became of it."""
-        stats = self.stats
-        stats.requests += 1
-        if outcome is Outcome.OK:
-            stats.responses += 1
-        elif outcome is Outcome.TIMEOUT:
-            stats.timeouts += 1
-        elif outcome is Outcome.CRC_ERROR:
-            stats.crc_errors += 1
+        count_attempt(self.stats, outcome)
 
     def transaction_done(self, tx: Transaction, outcome: Outcome, frame, now: float) -> None:
         """Take one step's result: go on, fetch the next telegram, or drop the rest of the poll."""

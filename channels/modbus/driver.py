@@ -14,7 +14,7 @@ import logging
 import struct
 from typing import Callable, Sequence
 
-from channels.bus import Outcome, Transaction
+from channels.bus import Outcome, Transaction, count_attempt
 from channels.modbus import framer
 from channels.modbus.points import BlockDecoder, DecodeError, PointSpec, ReadBlock
 from tags.model import Sample
@@ -162,17 +162,7 @@ class ModbusDevice:
 
     def transaction_attempt(self, tx: Transaction, outcome: Outcome) -> None:
         """Count one request and what became of it."""
-        stats = self.stats
-        stats.requests += 1
-        if outcome is Outcome.OK:
-            stats.responses += 1
-        elif outcome is Outcome.TIMEOUT:
-            stats.timeouts += 1
-        elif outcome is Outcome.CRC_ERROR:
-            stats.crc_errors += 1
-        elif outcome is Outcome.EXCEPTION:
-            stats.responses += 1
-            stats.exceptions += 1
+        count_attempt(self.stats, outcome)
 
     def transaction_done(self, tx: Transaction, outcome: Outcome, frame, now: float) -> None:
         """Turn the final result of one request into samples."""
