@@ -498,3 +498,26 @@ class BusScheduler:
             "devices": len(self._pollers),
             **self.rates(),
         }
+
+
+class PolledChannel:
+    """Start and stop shared by channels made of one link, one scheduler and pollers.
+
+    Subclasses set ``_reactor``, ``scheduler``, ``link`` and ``devices``.
+    """
+
+    def start(self) -> None:
+        """Open the link and start polling, devices spread over their period."""
+        now = self._reactor.seconds()
+        count = max(1, len(self.devices))
+        for i, device in enumerate(self.devices):
+            # Spreading first polls keeps bus load even instead of a burst of
+            # every device at each period boundary.
+            self.scheduler.add_poller(device, now + min(device.period, 5.0) * i / count)
+        self.link.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        """Stop polling and close the link."""
+        self.scheduler.stop()
+        self.link.stop()

@@ -14,7 +14,7 @@ import logging
 from datetime import tzinfo
 from typing import Callable, Mapping
 
-from channels.bus import BusScheduler
+from channels.bus import BusScheduler, PolledChannel
 from channels.mbus import link
 from channels.mbus.driver import MBusDevice, Timing
 from channels.mbus.mapping import RecordMapper, RecordRule
@@ -42,7 +42,7 @@ def record_rules(device_name: str, records) -> list[RecordRule]:
     return rules
 
 
-class MBusChannel:
+class MBusChannel(PolledChannel):
     """Poll every enabled meter of one M-Bus channel."""
 
     type = "mbus"
@@ -92,20 +92,6 @@ class MBusChannel:
         for device in self.devices:
             mapping = "automatic" if device.mapper.automatic else f"{len(device.mapper.rules)} records"
             log.info("  %s @%s every %gs: %s", device.name, device.address_text(), device.period, mapping)
-
-    def start(self) -> None:
-        """Open the link and start polling, meters spread over their period."""
-        now = self._reactor.seconds()
-        count = max(1, len(self.devices))
-        for i, device in enumerate(self.devices):
-            self.scheduler.add_poller(device, now + min(device.period, 5.0) * i / count)
-        self.link.start()
-        self.scheduler.start()
-
-    def stop(self) -> None:
-        """Stop polling and close the link."""
-        self.scheduler.stop()
-        self.link.stop()
 
     def health(self) -> dict:
         """Return the channel's state for ``/health`` and ``/channels``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Mapping
 
-from channels.bus import BusScheduler
+from channels.bus import BusScheduler, PolledChannel
 from channels.modbus import timing
 from channels.modbus.driver import ModbusDevice, point_specs
 from channels.modbus.points import ReadBlock, plan_reads
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TCP_ALLOWANCE_S = 0.2
 
 
-class ModbusChannel:
+class ModbusChannel(PolledChannel):
     """Poll every enabled device of one channel."""
 
     def __init__(self, reactor, cfg, profiles: Mapping, on_samples: Callable[[list[Sample]], None],
@@ -91,22 +91,6 @@ class ModbusChannel:
                  requests, self.link.endpoint)
         for device in self.devices:
             log.info("  %s @%d every %gs: %s", device.name, device.unit, device.period, "; ".join(device.plan_lines()))
-
-    def start(self) -> None:
-        """Open the link and start polling, devices spread over their period."""
-        now = self._reactor.seconds()
-        count = max(1, len(self.devices))
-        for i, device in enumerate(self.devices):
-            # Spreading first polls keeps bus load even instead of a burst of
-            # every device at each period boundary.
-            self.scheduler.add_poller(device, now + min(device.period, 5.0) * i / count)
-        self.link.start()
-        self.scheduler.start()
-
-    def stop(self) -> None:
-        """Stop polling and close the link."""
-        self.scheduler.stop()
-        self.link.stop()
 
     def health(self) -> dict:
         """Return the channel's state for ``/health`` and ``/channels``."""

@@ -32,8 +32,8 @@ from channels.sim.models import (
     seed_for,
     standard_utc_offset,
 )
-from channels.sim.mbus import SimMBusFactory, SimMBusMeter, SimMBusSegment
-from channels.sim.slave import BusCounters, SimBus, SimDevice, SimFactory, SimTcpProtocol, value_clock
+from channels.sim.mbus import SimMBusMeter, SimMBusSegment
+from channels.sim.slave import BusCounters, SimBus, SimDevice, SimFactory, SimTcpProtocol
 
 #: Channel types this simulator serves.
 RTU = "modbus-rtu"
@@ -301,12 +301,9 @@ class SimulatedField:
             master, slave = os.openpty()
             try:
                 tty.setraw(slave)
-                if channel.type == MBUS:
-                    protocol = SimMBusSegment(list(channel.devices.values()), self._reactor, self.latency,
-                                              self._value_seconds(), channel.counters)
-                else:
-                    protocol = SimBus(channel.devices, self._reactor, self.latency,
-                                      self.clock_for_values, channel.counters)
+                protocol_class = SimMBusSegment if channel.type == MBUS else SimBus
+                protocol = protocol_class(channel.devices, self._reactor, self.latency,
+                                          self.clock_for_values, channel.counters)
                 transport = PtyTransport(master, protocol, self._reactor)
             except BaseException:
                 os.close(master)
@@ -326,22 +323,14 @@ class SimulatedField:
         """
         addresses: dict[str, tuple[str, int]] = {}
         for index, channel in enumerate(self.channels.values()):
-            if channel.type == MBUS:
-                factory = SimMBusFactory(list(channel.devices.values()), self._reactor, self.latency,
-                                         self._value_seconds(), channel.counters)
-            else:
-                protocol_class = SimBus if channel.type == RTU else SimTcpProtocol
-                factory = SimFactory(protocol_class, channel.devices, self._reactor, self.latency,
-                                     self.clock_for_values, channel.counters)
+            protocol_class = {RTU: SimBus, TCP: SimTcpProtocol, MBUS: SimMBusSegment}[channel.type]
+            factory = SimFactory(protocol_class, channel.devices, self._reactor, self.latency,
+                                 self.clock_for_values, channel.counters)
             port = self._reactor.listenTCP(base_port + index if base_port else 0, factory, interface=host)
             self._ports.append(port)
             self._factories.append(factory)
             addresses[channel.name] = (host, port.getHost().port)
         return addresses
-
-    def _value_seconds(self):
-        """Return the function giving value time (``clock_for_values`` or the reactor)."""
-        return value_clock(self._reactor, self.clock_for_values)
 
     def stop(self) -> defer.Deferred[Any]:
         """Close every pty and TCP connection and stop listening.

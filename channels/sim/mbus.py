@@ -29,16 +29,11 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Sequence
-
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
-from twisted.python.failure import Failure
+from typing import Sequence
 
 from channels.mbus import build, link
 from channels.sim.models import BaseModel
-from channels.sim.slave import BusCounters
-from channels.transports.base import write_now
+from channels.sim.slave import _SlaveProtocol
 
 #: Behaviours a simulated meter can be switched to (the Modbus names where they mean the same).
 FAULTS = ("normal", "silent", "exception", "corrupt_crc", "slow")
@@ -288,25 +283,17 @@ def combine(answers: Sequence[bytes]) -> bytes:
     return bytes(result)
 
 
-class SimMBusSegment(Protocol):
+class SimMBusSegment(_SlaveProtocol):
     """An M-Bus segment of simulated meters as seen from the master's port.
 
-    Frames are found in the byte stream with the master's own decoder;
-    bytes that start no frame, or a frame with a bad checksum, are counted
-    and dropped (a meter ignores what it cannot parse).
+    ``devices`` maps any key to a :class:`SimMBusMeter`; every meter sees
+    every frame.  Frames are found in the byte stream with the master's own
+    decoder; bytes that start no frame, or a frame with a bad checksum, are
+    counted and dropped (a meter ignores what it cannot parse).  Served
+    over TCP by :class:`~channels.sim.slave.SimFactory`.
     """
 
     MAX_BUFFER = 512
-
-    def __init__(self, meters: Sequence[SimMBusMeter], reactor: IReactorTime, latency: float = 0.0,
-                 clock_for_values: Callable[[], float] | None = None, counters: BusCounters | None = None) -> None:
-        self.meters = list(meters)
-        self._reactor = reactor
-        self.latency = latency
-        self._value_time = clock_for_values or reactor.seconds
-        self.counters = counters if counters is not None else BusCounters()
-        self._buffer = bytearray()
-        self._pending: list[IDelayedCall] = []
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted callback
         """Let every meter see every frame; send what they answer."""
@@ -322,7 +309,7 @@ class SimMBusSegment(Protocol):
                 continue
             self.counters.requests += 1
             t = self._value_time()
-            answers = [(m, r) for m in self.meters if (r := m.handle(frame, t)) is not None]
+            answers = [(m, r) for m in self.devices.values() if (r := m.handle(frame, t)) is not None]
             if not answers:
                 self.counters.ignored += 1
                 continue
@@ -331,51 +318,3 @@ class SimMBusSegment(Protocol):
             self._send(combine([r for _, r in answers]), delay)
         if len(buffer) > self.MAX_BUFFER:
             buffer.clear()
-
-    def _send(self, data: bytes, delay: float) -> None:
-        if delay <= 0:
-            write_now(self.transport, data)
-            return
-        self._pending.append(self._reactor.callLater(delay, self._send_later, data))
-
-    def _send_later(self, data: bytes) -> None:
-        self._pending = [c for c in self._pending if c.active()]
-        if self.transport is not None and self.connected:
-            write_now(self.transport, data)
-
-    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802 - Twisted callback
-        """Drop answers still waiting; nobody is listening any more."""
-        for call in self._pending:
-            if call.active():
-                call.cancel()
-        self._pending = []
-        factory = getattr(self, "factory", None)
-        if factory is not None:
-            factory.connections.discard(self)
-        Protocol.connectionLost(self, reason)
-
-
-class SimMBusFactory(Factory):
-    """Serve one simulated segment over TCP (a transparent M-Bus gateway)."""
-
-    def __init__(self, meters: Sequence[SimMBusMeter], reactor: IReactorTime, latency: float = 0.0,
-                 clock_for_values: Callable[[], float] | None = None, counters: BusCounters | None = None) -> None:
-        self.meters = meters
-        self.reactor = reactor
-        self.latency = latency
-        self.clock_for_values = clock_for_values
-        self.counters = counters if counters is not None else BusCounters()
-        self.connections: set[SimMBusSegment] = set()
-
-    def buildProtocol(self, addr: Any) -> SimMBusSegment:  # noqa: N802 - Twisted callback
-        """Return a segment protocol sharing this factory's meters and counters."""
-        protocol = SimMBusSegment(self.meters, self.reactor, self.latency, self.clock_for_values, self.counters)
-        protocol.factory = self
-        self.connections.add(protocol)
-        return protocol
-
-    def disconnect_all(self) -> None:
-        """Close every open connection."""
-        for protocol in list(self.connections):
-            if protocol.transport is not None:
-                protocol.transport.loseConnection()

@@ -237,7 +237,7 @@ class SimDevice:
         return answer
 
 
-def value_clock(reactor: IReactorTime, clock_for_values: Any) -> Callable[[], float]:
+def _value_clock(reactor: IReactorTime, clock_for_values: Any) -> Callable[[], float]:
     """Return the function giving value time: ``clock_for_values`` or the reactor."""
     source = reactor if clock_for_values is None else clock_for_values
     seconds = getattr(source, "seconds", None)
@@ -262,7 +262,7 @@ class _SlaveProtocol(Protocol):
         self.devices = devices
         self._reactor = reactor
         self.latency = latency
-        self._value_time = value_clock(reactor, clock_for_values)
+        self._value_time = _value_clock(reactor, clock_for_values)
         self.counters = counters if counters is not None else BusCounters()
         self._buffer = bytearray()
         self._pending: list[IDelayedCall] = []
@@ -458,7 +458,7 @@ class SimFactory(Factory):
         clock_for_values: Any = None,
         counters: BusCounters | None = None,
     ) -> None:
-        """Use ``protocol_class`` (:class:`SimBus` or :class:`SimTcpProtocol`) for each connection."""
+        """Use ``protocol_class`` (:class:`SimBus`, :class:`SimTcpProtocol` or an M-Bus segment) for each connection."""
         self.protocol_class = protocol_class
         self.devices = devices
         self._reactor = reactor

@@ -52,7 +52,7 @@ class Wire:
         self.writes: list[tuple[float, bytes]] = []
         self.answers: list[bytes] = []
         self.drop_answers = 0
-        self.segment = SimMBusSegment(meters, clock)
+        self.segment = SimMBusSegment(dict(enumerate(meters)), clock)
         Protocol.makeConnection(self.segment, _SlaveEnd(self))
 
     def attach(self, sink) -> None:
