@@ -53,7 +53,9 @@ class Runtime:
     def __init__(self, cfg, reactor, base_dir: str | os.PathLike | None = None) -> None:
         from channels.mbus.channel import MBusChannel
         from channels.modbus.channel import ModbusChannel
-        from tags.historian import make_historian
+        from twisted.internet.task import LoopingCall
+
+        from scada.history import BACKLOG_TAG, build_historian
         from tags.historian.writer import HistoryWriter
 
         self.cfg = cfg
@@ -86,17 +88,25 @@ class Runtime:
             for tagdef in channel.tagdefs:
                 self.tags.define(tagdef)
             self.channels.append(channel)
-        hist = cfg.history
-        path = Path(hist.path)
-        if not path.is_absolute():
-            path = base / path
-        try:
-            self.historian = make_historian(hist.backend, reactor, path=str(path),
-                                            flush_interval=hist.flush_interval, batch_size=hist.batch_size)
-        except Exception as exc:
-            raise ValueError(f"history.path {str(path)!r}: {exc}") from exc
+        self.historian = build_historian(cfg.history, reactor, base)
+        self.historian.add_backlog_listener(self._backlog_crossed)
+        self.tags.define(BACKLOG_TAG)
+        self._backlog_loop = LoopingCall(self._publish_backlog)
+        self._backlog_loop.clock = reactor
         self.writer = HistoryWriter(self.tags, self.historian, reactor)
         self._running = False
+        self.backlog_alarm = False
+
+    def _publish_backlog(self) -> None:
+        """Update the ``historian_backlog`` tag (once per flush interval)."""
+        from scada.history import backlog_sample
+
+        self.tags.update(backlog_sample(self.historian, self._reactor.seconds()))
+
+    def _backlog_crossed(self, over: bool, backlog: int) -> None:
+        """The history backlog crossed its alarm threshold: the hook the alarm engine attaches to."""
+        self.backlog_alarm = over
+        self._publish_backlog()
 
     def _define_tag(self, tagdef) -> None:
         """Define a tag a channel found only once its meter answered (M-Bus automatic mapping)."""
@@ -126,6 +136,7 @@ class Runtime:
         if start is not None:
             start()
         self.writer.start()
+        self._backlog_loop.start(self.cfg.history.flush_interval, now=True)
         for channel in self.channels:
             channel.log_plan()
             channel.start()
@@ -151,17 +162,21 @@ class Runtime:
 
         for channel in self.channels:
             attempt(f"channel {channel.name}", channel.stop)
+        if self._backlog_loop.running:
+            self._backlog_loop.stop()
         attempt("history writer", self.writer.stop)
         attempt("history", self.historian.close)
         if self.field is not None:
             attempt("simulator", self.field.stop)
         if problems:
-            lost = self.historian.stats().get("queued", 0)
             for problem in problems:
                 log.error("while stopping: %s", problem)
-            log.error("site %r stopped with errors; %d samples not written to history", self.cfg.site.name, lost)
-        else:
-            log.info("site %r stopped; history flushed", self.cfg.site.name)
+            log.error("site %r stopped with errors", self.cfg.site.name)
+        stats = self.historian.stats()
+        log.info("history: %d samples accepted this run, %d written, %d left queued on disk",
+                 stats["accepted_total"], stats["written_total"], stats["backlog"])
+        if not problems:
+            log.info("site %r stopped", self.cfg.site.name)
         return problems
 
     def device_index(self) -> list[tuple[object, object]]:
@@ -205,6 +220,10 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
             server.close()
             await server.wait_closed()
             await server.after_stop()
+        # Give the database a moment for what is queued; whatever is left
+        # stays on disk for the next start.
+        if runtime.historian is not None and runtime._running:
+            await runtime.historian.drain(timeout=3.0)
         if runtime.stop():
             state.setdefault("error", "shutdown incomplete")
 

@@ -52,8 +52,25 @@ async def health(request):
                              "devices_comm_loss": h["devices_comm_loss"], "type": h["type"],
                              # M-Bus has no line termination to report.
                              "termination": h.get("termination", {}).get("port", "not_applicable")}
+    history = _history_health(rt.historian)
+    degraded |= not history["store_up"] or history["backlog_alarm_active"]
     return json({"status": "ok", "degraded": degraded, "uptime_s": round(rt.uptime(), 3),
-                 "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels})
+                 "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels,
+                 "history": history})
+
+
+def _history_health(historian) -> dict:
+    """Summarise the historian for /health: backend, backlog and its oldest sample, counters."""
+    s = historian.stats()
+    out = {key: s.get(key) for key in (
+        "backend", "store_up", "backlog", "backlog_bytes", "backlog_alarm", "backlog_alarm_active",
+        "accepted_total", "written_total", "dropped_total", "rejected_total", "flush_errors",
+        "last_error", "server_version")}
+    out["oldest_queued"] = _iso(s.get("oldest_queued_ts"))
+    out["last_flush"] = _iso(s.get("last_flush_ts"))
+    out["queue_path"] = s.get("queue", {}).get("path")
+    out["queue_budget_bytes"] = s.get("queue", {}).get("budget_bytes")
+    return out
 
 
 @bp.get("/tags")

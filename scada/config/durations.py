@@ -32,3 +32,25 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{show_value(value)} is not a duration; it must be finite and not negative")
     return seconds
 
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]i?b|b)?\s*", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """Return ``value`` as bytes: a whole number, or ``512MB``/``1GiB``/``100 kB`` (SI or binary units).
+
+    Raises ValueError naming the value otherwise.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value)):
+        size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+    else:
+        raise ValueError(f"{show_value(value)} is not a size; use bytes or <number><unit> "
+                         "with unit B, kB, MB, GB, KiB, MiB or GiB, e.g. '512MB'")
+    if size < 0:
+        raise ValueError(f"{show_value(value)} is not a size; it must not be negative")
+    return size

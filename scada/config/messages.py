@@ -40,6 +40,9 @@ def describe_error(error: dict[str, Any], root: Any, path: Path) -> str:
         return message
     if kind == "missing":
         return f"{format_path(path + loc[:-1])}: missing required key {show_value(loc[-1])}"
+    if kind in _OWN:
+        # Raised by our own model validators: the message is complete.
+        return f"{where}: {error['msg']}"
     if kind in ("value_error", "assertion_error"):
         return f"{where}: {error.get('ctx', {}).get('error', error['msg'])}"
     if kind == "literal_error":
@@ -61,6 +64,10 @@ def describe_error(error: dict[str, Any], root: Any, path: Path) -> str:
         return f"{where}: must not be empty"
     # Rare kinds keep pydantic's own wording, which is short enough.
     return f"{where}: {error['msg'].lower()}, got {shown}"
+
+
+#: PydanticCustomError kinds raised by model validators in scada.config.model.
+_OWN = frozenset({"influx_v2", "influx_auth"})
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -26,7 +26,7 @@ from channels.modbus.points import TYPE_REGISTERS
 from channels.modbus.timing import STANDARD_BAUDRATES
 
 
-from .durations import parse_duration
+from .durations import parse_duration, parse_size
 from .problems import show_value
 
 #: Registers a value of each point type occupies (the codec's own table).
@@ -161,19 +161,103 @@ class SiteInfo(_Model):
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/Moscow"
 
 
-class HistoryConfig(_Model):
-    """The ``history:`` section: where samples are archived."""
+def _check_url(value: str) -> str:
+    """Accept an http(s) URL with a host, as the InfluxDB client needs."""
+    from urllib.parse import urlsplit
 
-    #: Only the embedded SQLite historian exists so far; a backend that
-    #: cannot run must fail ``scada check``, not ``scada run``.
-    backend: Literal["sqlite"] = "sqlite"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"{show_value(value)} is not a URL such as 'http://127.0.0.1:8086'") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{show_value(value)} is not an http(s) URL such as 'http://127.0.0.1:8086'")
+    return value
+
+
+#: Bytes, written as a number or as ``512MB``/``1GiB``.
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*([kKmMgGtT][iI]?[bB]|[bB])?\s*$"},
+            ]
+        }
+    ),
+]
+
+
+def _check_budget(value: int) -> int:
+    if value < 1 << 20:
+        raise ValueError(f"{value} bytes is too small a queue budget; give at least 1MiB")
+    return value
+
+
+class QueueConfig(_Model):
+    """``history.queue``: the on-disk store-and-forward queue in front of the database."""
+
+    #: Directory of the queue; by default next to the SQLite file
+    #: (``<path>.queue``) or ``var/history-queue`` for InfluxDB.
+    path: Optional[str] = None
+    #: Disk budget of the queue (``1GB`` holds some ten million samples).
+    max_size: Annotated[Size, AfterValidator(_check_budget)] = 1 << 30
+    #: What to give up when the budget is used: the oldest samples or new ones.
+    when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    #: Backlog (samples) over which the ``historian_backlog`` alarm hook fires.
+    alarm_backlog: _range(1) = 100_000
+
+
+class HistoryConfig(_Model):
+    """The ``history:`` section: where samples are archived.
+
+    ``backend: sqlite`` (the default) keeps history in one local file at
+    ``path``.  ``backend: influxdb`` writes line protocol to InfluxDB's
+    v1-compatible API at ``url`` into ``database`` (1.x, 2.x with DBRP
+    mapping, 3.x); with ``token``, ``org`` and ``bucket`` it writes through
+    the InfluxDB 2.x native API instead.  Either way every sample goes
+    through the on-disk ``queue`` first.
+    """
+
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
     path: str = "var/history.db"
     flush_interval: PositiveDuration = 1.0
-    batch_size: _range(1) = 500
-    url: Optional[str] = None
+    #: Samples per database write; by default 500 for SQLite, 5000 for InfluxDB.
+    batch_size: Optional[_range(1, 100_000)] = None
+    url: Annotated[str, AfterValidator(_check_url)] = "http://127.0.0.1:8086"
+    database: Annotated[str, Field(min_length=1)] = "scada"
+    measurement: Annotated[str, Field(min_length=1)] = "samples"
+    retention_policy: Optional[str] = None
+    username: Optional[str] = None
+    password: Optional[str] = None
     org: Optional[str] = None
     bucket: Optional[str] = None
     token: Optional[str] = None
+    timeout: PositiveDuration = 10.0
+    create_database: bool = True
+    queue: QueueConfig = QueueConfig()
+
+    @model_validator(mode="after")
+    def _check_v2(self) -> "HistoryConfig":
+        """The native 2.x write path needs all of token, org and bucket."""
+        given = [key for key in ("token", "org", "bucket") if getattr(self, key)]
+        if given and self.backend == "influxdb" and len(given) != 3:
+            missing = ", ".join(k for k in ("token", "org", "bucket") if k not in given)
+            raise PydanticCustomError(
+                "influx_v2", "InfluxDB 2.x writes need token, org and bucket together; missing: {missing}",
+                {"missing": missing})
+        if self.username is not None and self.password is None:
+            raise PydanticCustomError("influx_auth", "username is set but password is not", {})
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Return ``batch_size``, or the backend's default."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return 5000 if self.backend == "influxdb" else 500
 
 
 class ApiConfig(_Model):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tags.model import Sample
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +74,61 @@ class Historian(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
         """Return counters: ``queued``, ``written_total``, ``batches``, ``last_flush_ts`` and more."""
+
+
+class StoreUnavailable(Exception):
+    """The database cannot take a batch now (down, unreachable, overloaded, auth): retry later."""
+
+
+class StoreRejected(Exception):
+    """The database refused a batch for good (malformed, type conflict): retrying cannot help.
+
+    The store-and-forward queue sets such a batch aside in its rejected file
+    (never dropping it) and goes on with the next one.
+    """
+
+
+class Store(abc.ABC):
+    """A database that takes batches of line-protocol samples and answers history queries.
+
+    The store-and-forward historian (`tags.historian.forward`) owns the
+    on-disk queue and hands a store one batch at a time, in queue order;
+    a store never queues anything itself.  Batches are the queue's records:
+    InfluxDB line protocol as written by `tags.historian.lines.encode`,
+    one sample per ``\\n``-terminated line.
+    """
+
+    #: Backend name as in ``history.backend``.
+    backend: str = ""
+
+    def open(self) -> Deferred[None] | None:
+        """Connect, detect the server, create the database if needed.
+
+        Returns None when ready at once, or a Deferred; a failure
+        (`StoreUnavailable`) is retried by the caller before the next delivery.
+        """
+        return None
+
+    @abc.abstractmethod
+    def deliver(self, batch: bytes, count: int) -> Deferred[None]:
+        """Write ``count`` lines of ``batch``; fire once the database confirmed them.
+
+        Fails with `StoreUnavailable` (keep the batch, retry later) or
+        `StoreRejected` (the batch can never be stored).  Writing the same
+        line twice must leave one point: (tag, timestamp) is a sample's identity.
+        """
+
+    @abc.abstractmethod
+    async def query_raw(self, name: str, start: float, end: float, limit: int = 100_000) -> list[Sample]:
+        """Return up to ``limit`` samples of tag ``name`` with ``start <= ts < end``, oldest first."""
+
+    @abc.abstractmethod
+    async def query_agg(self, name: str, start: float, end: float, every: float) -> list[AggRow]:
+        """Aggregate like `Historian.query_agg`."""
+
+    def close(self) -> None:
+        """Release connections and files; the default does nothing."""
+
+    def stats(self) -> dict[str, Any]:
+        """Return backend facts for ``/health`` (server version, errors); the default is empty."""
+        return {}

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.tags.test_historian_sqlite -*-
-"""Embedded historian: one SQLite file, written in batches from the reactor thread.
+"""Embedded history store: one SQLite file, written in batches from the reactor thread.
 
 Layout: ``tags(id, name)`` gives every tag a small integer, and ``samples``
 is a WITHOUT ROWID table keyed by ``(tag_id, ts)``.  The key is the index
@@ -33,12 +33,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tags.historian.base import AggRow, Historian
+from twisted.internet import defer
+
+from tags.historian.base import AggRow, Store, StoreRejected, StoreUnavailable
+from tags.historian.forward import ForwardingHistorian
+from tags.historian.lines import parse
 from tags.model import Sample
 from tags.quality import Quality
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+    from twisted.internet.interfaces import IReactorTime
+
+    from tags.historian.queue import DiskQueue, MemoryQueue
 
 _log = logging.getLogger(__name__)
 
@@ -92,46 +98,29 @@ ORDER BY b.bucket
 _QUALITY_BY_TEXT = {q.value: q for q in Quality}
 
 
-class SqliteHistorian(Historian):
+class SqliteStore(Store):
     """History in a local SQLite file, for single-site installations and tests.
 
-    `write` only queues.  The queue goes to disk in one transaction when it
-    reaches ``batch_size`` samples, every ``flush_interval`` seconds once
-    `start` has armed the timer, before every query, and on `close`.  When a
-    flush fails (disk full, database locked by another process) the samples
-    stay queued and the next tick tries again.
-
-    WAL with ``synchronous=NORMAL`` keeps a committed batch across a crash
-    of this process; only a power cut can lose the last batches.  Pass
+    Batches come from the store-and-forward queue (`ForwardingHistorian`)
+    and go to disk in one transaction each.  WAL with ``synchronous=NORMAL``
+    keeps a committed batch across a crash of this process.  Pass
     ``":memory:"`` as ``path`` for a throw-away database.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        reactor: IReactorTime,
-        flush_interval: float = 1.0,
-        batch_size: int = 500,
-        busy_timeout: float = 0.2,
-    ) -> None:
+    backend = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = 0.2) -> None:
         """Open (creating if needed) the database at ``path``.
 
-        ``busy_timeout`` bounds how long a flush waits for another process's
+        ``busy_timeout`` bounds how long a batch waits for another process's
         lock; it blocks the reactor meanwhile, so keep it short: a refused
-        flush is simply retried at the next tick.
+        batch is simply retried.
         """
-        if flush_interval <= 0:
-            raise ValueError(f"flush_interval must be positive, not {flush_interval!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
         self._path = os.fspath(path)
-        self._reactor = reactor
-        self._flush_interval = flush_interval
-        self._batch_size = batch_size
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are begun and ended explicitly, so
-        # that one flush is exactly one transaction.
+        # that one batch is exactly one transaction.
         self._conn: sqlite3.Connection | None = sqlite3.connect(
             self._path, timeout=busy_timeout, isolation_level=None
         )
@@ -141,96 +130,42 @@ class SqliteHistorian(Historian):
             self._conn.close()
             raise
         self._tag_ids: dict[str, int] = dict(self._conn.execute("SELECT name, id FROM tags"))
-        self._queue: list[tuple[str, float, float | None, str]] = []
-        self._timer: IDelayedCall | None = None
-        self._failing = False
-        self._written_total = 0
-        self._batches = 0
-        self._flush_errors = 0
-        self._last_flush_ts: float | None = None
 
-    def start(self) -> None:
-        """Arm the periodic flush timer."""
-        self._require_open()
-        if self._timer is None:
-            self._timer = self._reactor.callLater(self._flush_interval, self._tick)
+    @property
+    def path(self) -> str:
+        """Return the database file's path."""
+        return self._path
 
-    def write(self, samples: Sequence[Sample]) -> None:
-        """Queue samples; flush at once if the queue reaches ``batch_size``.
+    def deliver(self, batch: bytes, count: int) -> defer.Deferred[None]:
+        """Insert the batch's samples in one transaction; the result is already fired."""
+        try:
+            self.insert(parse(batch))
+        except ValueError as exc:
+            return defer.fail(StoreRejected(str(exc)))
+        except sqlite3.Error as exc:
+            return defer.fail(StoreUnavailable(f"SQLite {self._path}: {exc}"))
+        return defer.succeed(None)
 
-        Values are converted to float here, so that a sample SQLite cannot
-        store (a numpy integer, a string) is refused with ``ValueError``
-        naming it instead of blocking the queue at every later flush.  None
-        of ``samples`` is queued if one is refused.
-        """
-        self._require_open()
-        rows = []
-        for sample in samples:
-            try:
-                value = sample.value
-                rows.append(
-                    (
-                        sample.name,
-                        float(sample.ts),
-                        None if value is None else float(value),
-                        _QUALITY_BY_TEXT[sample.quality].value,
-                    )
-                )
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"cannot store sample {sample!r}: {exc!r}") from None
-        self._queue.extend(rows)
-        # While storage refuses writes, retrying on every call would stall
-        # the reactor for busy_timeout each time; the timer retries instead.
-        if len(self._queue) >= self._batch_size and not self._failing:
-            self._flush_quietly()
-
-    def flush(self) -> None:
-        """Write the whole queue in one transaction; on error keep it queued and raise."""
+    def insert(self, batch: Sequence[tuple[str, float, float | None, str]]) -> None:
+        """Insert ``(name, ts, value, quality)`` rows in one transaction, replacing equal (tag, ts)."""
         conn = self._require_open()
-        batch = self._queue
-        if not batch:
-            return
         new_names = [name for name in {row[0] for row in batch} if name not in self._tag_ids]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                for name in new_names:
-                    self._tag_ids[name] = self._tag_id(conn, name)
-                ids = self._tag_ids
-                conn.executemany(_INSERT, [(ids[n], ts, v, q) for n, ts, v, q in batch])
-                conn.execute("COMMIT")
-            except BaseException:
-                # Ids handed out inside the rolled-back transaction do not
-                # exist; a later flush may give them to other names.
-                for name in new_names:
-                    self._tag_ids.pop(name, None)
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-        except Exception:
-            self._flush_errors += 1
-            if not self._failing:
-                # One report per outage: the timer retries every tick.
-                self._failing = True
-                _log.exception(
-                    "historian %s: flush of %d samples failed; keeping them queued",
-                    self._path,
-                    len(batch),
-                )
+            for name in new_names:
+                self._tag_ids[name] = self._tag_id(conn, name)
+            ids = self._tag_ids
+            conn.executemany(_INSERT, [(ids[n], ts, v, q) for n, ts, v, q in batch])
+            conn.execute("COMMIT")
+        except BaseException:
+            # Ids handed out inside the rolled-back transaction do not
+            # exist; a later batch may give them to other names.
+            for name in new_names:
+                self._tag_ids.pop(name, None)
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        count = len(batch)
-        batch.clear()
-        self._written_total += count
-        self._batches += 1
-        self._last_flush_ts = self._reactor.seconds()
-        if self._failing:
-            self._failing = False
-            _log.warning(
-                "historian %s: flushing works again after %d failed attempts",
-                self._path,
-                self._flush_errors,
-            )
 
     async def query_raw(
         self, name: str, start: float, end: float, limit: int = 100_000
@@ -240,11 +175,10 @@ class SqliteHistorian(Historian):
         if limit < 0:
             # SQLite reads a negative LIMIT as "no limit".
             raise ValueError(f"limit must not be negative, not {limit!r}")
-        self._flush_quietly()
         params = {"name": name, "start": float(start), "end": float(end), "limit": int(limit)}
         quality = _QUALITY_BY_TEXT
         return [
-            Sample(name, value, quality[q], ts)
+            Sample(name, value, quality.get(q, Quality.DECODE_FAILED), ts)
             for ts, value, q in conn.execute(_RAW, params)
         ]
 
@@ -254,7 +188,6 @@ class SqliteHistorian(Historian):
         every = float(every)
         if not every > 0:
             raise ValueError(f"aggregation interval must be positive, not {every!r}")
-        self._flush_quietly()
         row = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()
         if row is None:
             return []
@@ -266,50 +199,17 @@ class SqliteHistorian(Historian):
         ]
 
     def close(self) -> None:
-        """Stop the timer, flush and close the file.
-
-        If the final flush fails, the error is raised and the historian stays
-        open with its queue, so that ``close`` can be retried.
-        """
-        if self._conn is None:
-            return
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-        self.flush()
-        self._conn.close()
-        self._conn = None
+        """Close the file."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def stats(self) -> dict[str, Any]:
-        """Return queue and write counters and the size of the files on disk (bytes)."""
-        return {
-            "backend": "sqlite",
-            "path": self._path,
-            "queued": len(self._queue),
-            "written_total": self._written_total,
-            "batches": self._batches,
-            "flush_errors": self._flush_errors,
-            "last_flush_ts": self._last_flush_ts,
-            "file_size": self._file_size(),
-        }
-
-    def _tick(self) -> None:
-        """Flush on the timer and re-arm it, whatever the flush did."""
-        self._timer = None
-        try:
-            self._flush_quietly()
-        finally:
-            if self._conn is not None:
-                self._timer = self._reactor.callLater(self._flush_interval, self._tick)
-
-    def _flush_quietly(self) -> None:
-        """Flush, leaving a failure to the log and the queue (see `flush`)."""
-        with contextlib.suppress(Exception):
-            self.flush()
+        """Return the file's path and the bytes it and its WAL take."""
+        return {"path": self._path, "file_size": self._file_size()}
 
     def _require_open(self) -> sqlite3.Connection:
-        """Return the connection, or raise if the historian was closed."""
+        """Return the connection, or raise if the store was closed."""
         if self._conn is None:
             raise RuntimeError(f"historian {self._path} is closed")
         return self._conn
@@ -344,3 +244,25 @@ class SqliteHistorian(Historian):
         if row is not None:
             return row[0]
         return conn.execute("INSERT INTO tags (name) VALUES (?)", (name,)).lastrowid
+
+
+class SqliteHistorian(ForwardingHistorian):
+    """The SQLite store behind the store-and-forward queue.
+
+    ``queue`` is a `DiskQueue` in production; without one the queue is in
+    memory and `close` raises if the file refuses the last samples.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reactor: IReactorTime,
+        flush_interval: float = 1.0,
+        batch_size: int = 500,
+        busy_timeout: float = 0.2,
+        queue: DiskQueue | MemoryQueue | None = None,
+        **options: Any,
+    ) -> None:
+        """Open the file at ``path``; see `ForwardingHistorian` for the other arguments."""
+        super().__init__(SqliteStore(path, busy_timeout), reactor, queue=queue,
+                         flush_interval=flush_interval, batch_size=batch_size, **options)

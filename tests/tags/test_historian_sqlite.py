@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from tags.historian import AggRow, Historian, SqliteHistorian, make_historian
+from tags.historian import AggRow, DiskQueue, SqliteHistorian, StoreUnavailable
 from tags.model import Sample
 from tags.quality import Quality
 
@@ -200,7 +200,7 @@ def test_aggregation_per_bucket(db: Path, clock: Clock) -> None:
 
 
 def test_flush_failure_keeps_queue(db: Path, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
-    """While another process holds the write lock, flushes fail, the queue is kept and retried."""
+    """While another process holds the write lock, batches fail, stay queued and are retried with backoff."""
     hist = SqliteHistorian(db, clock, flush_interval=1.0, batch_size=2, busy_timeout=0)
     hist.start()
     blocker = sqlite3.connect(db, isolation_level=None)
@@ -208,39 +208,62 @@ def test_flush_failure_keeps_queue(db: Path, clock: Clock, caplog: pytest.LogCap
     try:
         hist.write([good(T0, 1.0), good(T0 + 1, 2.0)])  # size flush fails, no exception here
         assert hist.stats()["queued"] == 2
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(StoreUnavailable, match="locked"):
             hist.flush()
         hist.write([good(T0 + 2, 3.0), good(T0 + 3, 4.0, "new.tag")])
         clock.advance(1.0)
         clock.advance(1.0)
         stats = hist.stats()
-        assert (stats["queued"], stats["written_total"], stats["flush_errors"]) == (4, 0, 4)
+        assert (stats["queued"], stats["written_total"], stats["flush_errors"]) == (4, 0, 3)
+        assert stats["store_up"] is False and "locked" in stats["last_error"]
         assert len(clock.getDelayedCalls()) == 1
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    errors = [r for r in caplog.records if r.name == "tags.historian.sqlite" and r.levelname == "ERROR"]
+    errors = [r for r in caplog.records if r.name == "tags.historian.forward" and r.levelname == "ERROR"]
     assert len(errors) == 1
+    clock.advance(3.0)  # not yet: the third failure doubled the delay to 4 s
+    assert hist.stats()["queued"] == 4
     clock.advance(1.0)
     stats = hist.stats()
-    assert (stats["queued"], stats["written_total"], stats["batches"]) == (0, 4, 1)
+    assert (stats["queued"], stats["written_total"], stats["batches"]) == (0, 4, 2)
+    assert stats["store_up"] is True
     assert [s.value for s in run(hist.query_raw(TAG, 0, math.inf))] == [1.0, 2.0, 3.0]
     assert [s.value for s in run(hist.query_raw("new.tag", 0, math.inf))] == [4.0]
     hist.close()
 
 
 def test_close_with_failing_flush_stays_open(db: Path, clock: Clock) -> None:
-    """If the final flush fails, close raises, keeps the queue, and can be retried."""
+    """With an in-memory queue a failing final flush raises, keeps the queue, and can be retried."""
     hist = SqliteHistorian(db, clock, busy_timeout=0)
     hist.write([good(T0, 1.0)])
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreUnavailable, match="1 samples not written"):
         hist.close()
     blocker.execute("ROLLBACK")
     blocker.close()
     hist.close()
     assert on_disk(db) == 1
+
+
+def test_close_with_failing_flush_keeps_disk_queue(db: Path, clock: Clock) -> None:
+    """With a disk queue close succeeds; the samples wait on disk and arrive on the next start."""
+    qdir = db.parent / "queue"
+    hist = SqliteHistorian(db, clock, busy_timeout=0, queue=DiskQueue(qdir))
+    hist.write([good(T0, 1.0), good(T0 + 1, 2.0)])
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    hist.close()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert on_disk(db) == 0
+    again = SqliteHistorian(db, clock, queue=DiskQueue(qdir))
+    assert again.stats()["queued"] == 2
+    again.start()
+    assert again.stats()["queued"] == 0
+    again.close()
+    assert on_disk(db) == 2
 
 
 def test_stats(db: Path, clock: Clock) -> None:
@@ -256,15 +279,6 @@ def test_stats(db: Path, clock: Clock) -> None:
     assert stats["file_size"] > 0
     hist.close()
     assert SqliteHistorian(":memory:", clock).stats()["file_size"] is None
-
-
-def test_make_historian(db: Path, clock: Clock) -> None:
-    """The factory builds a sqlite historian and names an unknown backend."""
-    hist = make_historian("sqlite", clock, path=db, batch_size=10)
-    assert isinstance(hist, SqliteHistorian) and isinstance(hist, Historian)
-    hist.close()
-    with pytest.raises(ValueError, match="'influx'"):
-        make_historian("influx", clock)
 
 
 # Quarter-second grid over a quarter of a minute: collisions on one

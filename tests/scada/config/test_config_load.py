@@ -115,7 +115,8 @@ def test_defaults(write):
     assert config.history.backend == "sqlite"
     assert config.history.path == "var/history.db"
     assert config.history.flush_interval == 1.0
-    assert config.history.batch_size == 500
+    assert config.history.batch_size is None and config.history.effective_batch_size == 500
+    assert config.history.queue.path is None and config.history.queue.max_size == 1 << 30
     assert config.api.listen == "127.0.0.1:8080"
     assert config.channels == [] and config.profiles == {}
 
@@ -356,7 +357,7 @@ def test_top_level_problems(write, line_of):
         (line_of(path, "chanels"), "unknown key 'chanels' at top level (did you mean 'channels'?)"),
         (1, "missing required section 'site' (e.g. site: {name: Demo district})"),
         (line_of(path, "api"), "api.listen: 'localhost:99999': port 99999 is out of range 1-65535"),
-        (line_of(path, "history"), "history.backend: 'mysql' is not one of sqlite"),
+        (line_of(path, "history"), "history.backend: 'mysql' is not one of sqlite, influxdb"),
         (line_of(path, "simulate"), "simulate: expected true or false, got 'maybe'"),
         (line_of(path, "profiles"), "profiles: expected a mapping of profile name to profile, got a list"),
     }
