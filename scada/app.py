@@ -89,13 +89,14 @@ class Runtime:
                 self.tags.define(tagdef)
             self.channels.append(channel)
         self.historian = build_historian(cfg.history, reactor, base)
-        self.historian.add_backlog_listener(self._backlog_crossed)
         self.tags.define(BACKLOG_TAG)
+        self.backlog_alarm = False
+        # Called at once if a queue left by an outage is already over the threshold.
+        self.historian.add_backlog_listener(self._backlog_crossed)
         self._backlog_loop = LoopingCall(self._publish_backlog)
         self._backlog_loop.clock = reactor
         self.writer = HistoryWriter(self.tags, self.historian, reactor)
         self._running = False
-        self.backlog_alarm = False
 
     def _publish_backlog(self) -> None:
         """Update the ``historian_backlog`` tag (once per flush interval)."""
@@ -223,7 +224,7 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
         # Give the database a moment for what is queued; whatever is left
         # stays on disk for the next start.
         if runtime.historian is not None and runtime._running:
-            await runtime.historian.drain(timeout=3.0)
+            await runtime.historian.drain(timeout=3.0).asFuture(asyncio.get_running_loop())
         if runtime.stop():
             state.setdefault("error", "shutdown incomplete")
 

@@ -93,6 +93,8 @@ class TagTable:
         """Create an empty table."""
         self._entries: dict[str, _Entry] = {}
         self._subscriptions: list[_Subscription] = []
+        self._batch_ends: list[Callable[[], None]] = []
+        self._in_batch = False
 
     def define(self, tagdef: TagDef) -> None:
         """Add a tag; it starts with no value and quality ``NOT_YET_READ``.
@@ -127,13 +129,42 @@ class TagTable:
         state.ts = sample.ts
         for subscription in entry.on_change if changed else entry.on_repeat:
             subscription.deliver(sample)
+        if not self._in_batch and self._batch_ends:
+            self._end_batch()
         return changed
 
     def update_many(self, samples: Iterable[Sample]) -> None:
-        """Store samples in order, as `update` does for each."""
+        """Store samples in order, as `update` does for each, then tell batch listeners once."""
         update = self.update
-        for sample in samples:
-            update(sample)
+        self._in_batch = True
+        try:
+            for sample in samples:
+                update(sample)
+        finally:
+            self._in_batch = False
+            if self._batch_ends:
+                self._end_batch()
+
+    def on_batch_end(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after every `update_many` (and lone `update`); return the undo function.
+
+        Subscribers that gather samples (the history writer) act on a
+        whole poll at once here instead of once per sample.
+        """
+        self._batch_ends.append(callback)
+
+        def remove() -> None:
+            if callback in self._batch_ends:
+                self._batch_ends.remove(callback)
+
+        return remove
+
+    def _end_batch(self) -> None:
+        for callback in tuple(self._batch_ends):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one listener must not break polling
+                _log.exception("batch listener %r failed", callback)
 
     def get(self, name: str) -> TagState | None:
         """Return the state of a tag, or ``None`` if it is not defined.

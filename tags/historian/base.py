@@ -4,14 +4,57 @@
 from __future__ import annotations
 
 import abc
+import asyncio
+import inspect
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet import defer
 
 from tags.model import Sample
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+
+T = TypeVar("T")
+
+# The function that steps coroutines run by Deferred.fromCoroutine.
+_TWISTED_DRIVER = defer._inlineCallbacks.__code__
+
+
+async def await_deferred(d: Deferred[T]) -> T:
+    """Await a Deferred from whichever driver runs the calling coroutine.
+
+    History queries are coroutines awaited by Sanic's handlers (asyncio
+    tasks, which can only wait on asyncio futures) and by Twisted code
+    (``Deferred.fromCoroutine``, which can only wait on Deferreds).
+    """
+    if not d.called and _driver() == "asyncio":
+        return await d.asFuture(asyncio.get_running_loop())
+    return await d
+
+
+def _driver() -> str:
+    """Return ``"twisted"`` or ``"asyncio"``: who drives the coroutines calling this.
+
+    Walk out of the chain of coroutine frames that awaited each other; the
+    first frame that is not a coroutine is the driver's.  Twisted's shows
+    up as `defer._inlineCallbacks`; asyncio's C task has no frame, so
+    there the current task decides.  Anything else (a test sending into
+    the coroutine by hand) gets the Deferred, like Twisted.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_flags & inspect.CO_COROUTINE:
+        frame = frame.f_back
+    if frame is not None and frame.f_code is _TWISTED_DRIVER:
+        return "twisted"
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return "asyncio" if task is not None else "twisted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from tags.historian.base import AggRow, Historian, Store, StoreRejected, StoreUnavailable
+from tags.historian.base import AggRow, Historian, Store, StoreRejected, StoreUnavailable, await_deferred
 from tags.historian.lines import MEASUREMENT, Encoder
 from tags.historian.queue import MemoryQueue, QueueFull
 from tags.model import Sample
@@ -288,6 +288,7 @@ class ForwardingHistorian(Historian):
     def _opened(self, _: object) -> None:
         self._opening = False
         self._ready = True
+        self._failures = 0
         self._pump()
 
     def _open_failed(self, failure: Failure) -> None:
@@ -318,6 +319,8 @@ class ForwardingHistorian(Historian):
         if failure.check(StoreRejected):
             self._queue.reject(count, failure.getErrorMessage())
             self._check_alarm()
+            if not self._queue.pending:
+                self._wake_waiters()
             if not self._pumping:
                 self._pump()
             return
@@ -364,7 +367,7 @@ class ForwardingHistorian(Historian):
     async def _catch_up(self) -> None:
         """Let a query see what was written before it: send the queue if it is short."""
         if self._queue.pending and self._queue.pending <= 4 * self._batch_size and not self._failures:
-            await self.drain(timeout=self._flush_interval * 5)
+            await await_deferred(self.drain(timeout=self._flush_interval * 5))
 
     def _require_open(self) -> None:
         if self._closed:

@@ -27,10 +27,10 @@ the site ran on one backend drains into another, and ``tail`` shows it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from tags.model import Sample
+from tags.quality import Quality
 
 #: The measurement unless the site configures another.
 MEASUREMENT = "samples"
@@ -55,6 +55,7 @@ class Encoder:
         self.measurement = measurement
         self._measurement = measurement.translate(_MEASUREMENT_ESCAPES)
         self._series: dict[str, str] = {}
+        self._prefixes: dict[str, tuple[Quality, str]] = {}
 
     def series(self, name: str) -> str:
         """Return the series key of tag ``name`` followed by the field separator space."""
@@ -77,24 +78,37 @@ class Encoder:
         bad name, a quality that is not a `Quality`, a value that is not a
         number); then none of them is encoded.
         """
-        series = self.series
+        # The hot path of history: one dict lookup gives the whole line up
+        # to the value, and `v - v == 0.0` is false for NaN and infinities.
+        prefixes = self._prefixes
         out = []
+        append = out.append
         for sample in samples:
             name, value, quality, ts = sample
             try:
-                micros = round(ts * 1_000_000)
-                q = quality.value
-                if value is None:
-                    out.append(f'{series(name)}quality="{q}" {micros}\n')
+                # Keyed by name with an identity check of the quality:
+                # hashing an enum member runs Python code.
+                cached = prefixes.get(name)
+                if cached is not None and cached[0] is quality:
+                    prefix = cached[1]
                 else:
-                    value = float(value)
-                    if math.isfinite(value):
-                        out.append(f'{series(name)}quality="{q}",value={value!r} {micros}\n')
-                    else:
-                        out.append(f'{series(name)}quality="{q}" {micros}\n')
-            except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+                    prefix = self._prefix(name, quality)
+                    prefixes[name] = (quality, prefix)
+                if type(value) is not float:
+                    value = None if value is None else float(value)
+                if value is not None and value - value == 0.0:
+                    append(f"{prefix},value={value!r} {round(ts * 1_000_000)}\n")
+                else:
+                    append(f"{prefix} {round(ts * 1_000_000)}\n")
+            except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise ValueError(f"cannot store sample {sample!r}: {exc}") from None
         return "".join(out).encode(), len(out)
+
+    def _prefix(self, name: str, quality: Quality) -> str:
+        """Return a line's text up to its value: series key and quality field."""
+        if type(quality) is not Quality:
+            raise ValueError(f"{quality!r} is not a Quality")
+        return f'{self.series(name)}quality="{quality.value}"'
 
 
 def _unescape(text: str) -> str:

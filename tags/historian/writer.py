@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from tags.historian.base import Historian
+from tags.historian.queue import QueueFull
 from tags.model import Sample
 from tags.quality import Quality
 from tags.table import TagTable
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from twisted.internet.interfaces import IReactorTime
+
+_log = logging.getLogger(__name__)
 
 
 class HistoryWriter:
@@ -47,19 +51,66 @@ class HistoryWriter:
         self._heartbeat = heartbeat
         # name -> (deadband, last written value, its quality, its ts)
         self._last: dict[str, tuple[float, float | None, Quality, float]] = {}
-        self._unsubscribe: Callable[[], None] | None = None
+        # Samples of the current table batch (one poll) that pass the filter.
+        self._pending: list[Sample] = []
+        self._before: list[tuple[float, float | None, Quality, float] | None] = []
+        self._failing = False
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """Subscribe to every sample of the table; a second call does nothing."""
-        if self._unsubscribe is None:
-            self._unsubscribe = self._table.subscribe(self._on_sample, changes_only=False)
+        if not self._unsubscribe:
+            self._unsubscribe = [
+                self._table.subscribe(self._on_sample, changes_only=False),
+                self._table.on_batch_end(self._write_pending),
+            ]
 
     def stop(self) -> None:
         """Unsubscribe and flush the historian (which raises if storage refuses)."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for undo in self._unsubscribe:
+            undo()
+        self._unsubscribe = []
+        self._write_pending()
         self._historian.flush()
+
+    def _write_pending(self) -> None:
+        """Hand the batch's samples to the historian in one write (one queue append).
+
+        If the historian refuses them, what the filter remembered of them is
+        undone, so the next samples are compared with what really is in
+        history.  One unstorable sample (``ValueError``) refuses the whole
+        write, so then they are written one by one and only the bad ones
+        are refused.
+        """
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        before, self._before = self._before, []
+        try:
+            self._historian.write(batch)
+        except ValueError:
+            for sample, last in zip(batch, before):
+                try:
+                    self._historian.write((sample,))
+                except Exception as exc:  # noqa: BLE001 - refused: forget it, go on
+                    self._forget(sample, last, exc)
+        except Exception as exc:  # noqa: BLE001 - storage refused (queue full, disk error)
+            for sample, last in reversed(list(zip(batch, before))):
+                self._forget(sample, last, exc)
+        else:
+            self._failing = False
+
+    def _forget(self, sample: Sample, last: tuple | None, exc: Exception) -> None:
+        """Undo what `_on_sample` remembered of a sample history refused."""
+        if last is None:
+            self._last.pop(sample.name, None)
+        else:
+            self._last[sample.name] = last
+        if isinstance(exc, QueueFull):
+            return  # counted and logged by the queue
+        if isinstance(exc, ValueError) or not self._failing:
+            self._failing = not isinstance(exc, ValueError)
+            _log.error("history refused %r: %s", sample, exc)
 
     def _on_sample(self, sample: Sample) -> None:
         """Write ``sample`` to history if it tells something new."""
@@ -75,9 +126,8 @@ class HistoryWriter:
                 and not _moved(sample.value, value, deadband)
             ):
                 return
-        # Written first: if the historian refuses the sample, the next one
-        # is still compared with what really is in history.
-        self._historian.write((sample,))
+        self._pending.append(sample)
+        self._before.append(last)
         self._last[sample.name] = (deadband, sample.value, sample.quality, sample.ts)
 
 

@@ -198,3 +198,26 @@ def test_raising_subscriber_isolated(table: TagTable, caplog: pytest.LogCaptureF
     logged = [r for r in caplog.records if r.name == "tags.table"]
     assert [r.exc_info[1].__class__ for r in logged] == [RuntimeError, ZeroDivisionError]  # type: ignore[index]
     assert "heat1.energy_kwh" in logged[0].getMessage()
+
+
+def test_batch_end_listeners() -> None:
+    """on_batch_end listeners run once per update_many and once per lone update; errors stay contained."""
+    table = TagTable()
+    table.define(TagDef("a.x"))
+    table.define(TagDef("a.y"))
+    calls: list[int] = []
+    seen: list[str] = []
+    table.subscribe(lambda s: seen.append(s.name), changes_only=False)
+    remove = table.on_batch_end(lambda: calls.append(len(seen)))
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    table.on_batch_end(broken)
+    table.update_many([Sample("a.x", 1.0, Quality.GOOD, 1.0), Sample("a.y", 2.0, Quality.GOOD, 1.0)])
+    table.update(Sample("a.x", 3.0, Quality.GOOD, 2.0))
+    assert calls == [2, 3]
+    remove()
+    remove()
+    table.update(Sample("a.x", 4.0, Quality.GOOD, 3.0))
+    assert calls == [2, 3]

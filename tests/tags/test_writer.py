@@ -179,10 +179,44 @@ def test_refused_sample_is_not_remembered(table: TagTable) -> None:
 
     hist = Refusing()
     HistoryWriter(table, hist, Clock()).start()
-    feed(table, "heat1.flow_m3h", [(0, 1.0, GOOD), (1, 2.0, GOOD), (2, 1.2, GOOD)])
+    for point in [(0, 1.0, GOOD), (1, 2.0, GOOD), (2, 1.2, GOOD)]:  # three polls
+        feed(table, "heat1.flow_m3h", [point])
     assert [v for _, v, _ in written(hist, "heat1.flow_m3h")] == [1.0]
     feed(table, "heat1.flow_m3h", [(3, 1.6, GOOD)])
     assert [v for _, v, _ in written(hist, "heat1.flow_m3h")] == [1.0, 1.6]
+
+
+def test_one_poll_is_one_write(table: TagTable, hist: RecordingHistorian) -> None:
+    """The samples of one update_many reach the historian in one write; a lone update in its own."""
+
+    class Counting(RecordingHistorian):
+        calls: list[int] = []
+
+        def write(self, samples: Sequence[Sample]) -> None:
+            self.calls.append(len(samples))
+            super().write(samples)
+
+    hist = Counting()
+    HistoryWriter(table, hist, Clock()).start()
+    feed(table, "heat1.flow_m3h", [(0, 1.0, GOOD), (1, 2.0, GOOD), (2, 3.0, GOOD)])
+    table.update(Sample("heat1.flow_m3h", 4.0, GOOD, T0 + 3))
+    assert hist.calls == [3, 1]
+
+
+def test_unstorable_sample_is_refused_alone(table: TagTable, caplog: pytest.LogCaptureFixture) -> None:
+    """A sample the historian cannot store (ValueError) is refused; the rest of the poll is written."""
+
+    class Picky(RecordingHistorian):
+        def write(self, samples: Sequence[Sample]) -> None:
+            if any(s.value == 2.0 for s in samples):
+                raise ValueError("cannot store 2.0")
+            super().write(samples)
+
+    hist = Picky()
+    HistoryWriter(table, hist, Clock()).start()
+    feed(table, "heat1.flow_m3h", [(0, 1.0, GOOD), (1, 2.0, GOOD), (2, 3.0, GOOD)])
+    assert [v for _, v, _ in written(hist, "heat1.flow_m3h")] == [1.0, 3.0]
+    assert "cannot store 2.0" in caplog.text
 
 
 def test_rejects_non_positive_heartbeat(table: TagTable, hist: RecordingHistorian) -> None:
