@@ -76,15 +76,21 @@ class Runtime:
                 tcp_over = self.field.start_tcp()
         self.channels = []
         self.historian = None
+        from scada.archives import DEFAULT_PATH, FileArchiveBook
+
+        #: The newest meter archive record stored, per device and archive (survives restarts).
+        self.archive_book = FileArchiveBook(base / DEFAULT_PATH)
         for ch in cfg.channels:
             serial = serial_over.get(ch.name) if ch.type in ("modbus-rtu", "mbus") else None
             tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
             if ch.type == "mbus":
                 channel = MBusChannel(reactor, ch, cfg.profiles, self.tags.update_many, self._write_history,
-                                      self._define_tag, ZoneInfo(cfg.site.timezone), serial_override=serial)
+                                      self._define_tag, ZoneInfo(cfg.site.timezone), serial_override=serial,
+                                      archive_book=self.archive_book)
             else:
                 channel = ModbusChannel(reactor, ch, cfg.profiles, self.tags.update_many,
-                                        serial_override=serial, tcp_override=tcp)
+                                        serial_override=serial, tcp_override=tcp, on_history=self._write_history,
+                                        archive_book=self.archive_book, tz=ZoneInfo(cfg.site.timezone))
             for tagdef in channel.tagdefs:
                 self.tags.define(tagdef)
             self.channels.append(channel)

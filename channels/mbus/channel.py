@@ -6,6 +6,7 @@ Built from a channel's configuration by attribute, like the Modbus channel:
 (allowance on top of the M-Bus timing), ``retries``, ``comm_loss_after``
 and ``devices`` (``name``, ``address`` or ``secondary``, ``profile``,
 ``poll``, ``enabled``).  A device without a profile is mapped automatically.
+``archive_book`` (shared by the site) remembers the archive records stored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from datetime import tzinfo
 from typing import Callable, Mapping
 
+from channels.archive import ArchiveBook, MemoryArchiveBook
 from channels.bus import BusScheduler, PolledChannel
 from channels.mbus import link
 from channels.mbus.driver import MBusDevice, Timing
@@ -49,8 +51,10 @@ class MBusChannel(PolledChannel):
 
     def __init__(self, reactor, cfg, profiles: Mapping, on_samples: Callable[[list[Sample]], None],
                  on_history: Callable[[list[Sample]], None], on_define: Callable[[TagDef], None], tz: tzinfo,
-                 serial_override: str | None = None, tcp_override: tuple[str, int] | None = None) -> None:
+                 serial_override: str | None = None, tcp_override: tuple[str, int] | None = None, *,
+                 archive_book: ArchiveBook | None = None) -> None:
         self._reactor = reactor
+        self.archive_book = archive_book if archive_book is not None else MemoryArchiveBook()
         self.cfg = cfg
         self.name = cfg.name
         t = cfg.transport
@@ -71,7 +75,7 @@ class MBusChannel(PolledChannel):
                 secondary=link.secondary_mask(dev.secondary) if dev.secondary is not None else None,
                 period=dev.poll, mapper=RecordMapper(dev.name, tz, rules), timing=timing,
                 on_samples=on_samples, on_history=on_history, on_define=on_define,
-                comm_loss_after=cfg.comm_loss_after)
+                comm_loss_after=cfg.comm_loss_after, archive_book=self.archive_book)
             self.devices.append(device)
             self.tagdefs.append(TagDef(f"{dev.name}.status", "", 0.0, dev.name,
                                        "M-Bus status byte (bits 0-1 application state, 2 power low, "

@@ -19,6 +19,12 @@ is dropped, every tag of the meter gets the failure's quality and the next
 poll starts with a reset.  Answers are decoded with
 :mod:`channels.mbus.telegram`; what is in them becomes samples through a
 :class:`~channels.mbus.mapping.RecordMapper`.
+
+Archive records (storage numbers with dates) go to ``on_history`` with
+quality ``backfilled`` when they are newer than what the archive book has
+stored for their archive (:func:`~channels.mbus.mapping.archive_of` names
+it by the date); the book moves on after a complete read, so a restart
+neither writes them again nor loses those that came meanwhile.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from channels.archive import ArchiveBook, ArchiveSpec, MemoryArchiveBook
 from channels.bus import Outcome, Transaction, count_attempt
 from channels.mbus import link
-from channels.mbus.mapping import RecordMapper
+from channels.mbus.mapping import ARCHIVE_INTERVALS, RecordMapper, archive_of
 from channels.mbus.telegram import MBusDecodeError, decode_user_data
 from tags.model import Sample, TagDef
 from tags.quality import Quality
@@ -80,6 +87,7 @@ class MBusDevice:
     ``on_samples`` takes live samples, ``on_history`` archive samples (meter
     archive records at their own dates), ``on_define`` tag definitions that
     appear only once the meter has answered (automatic mapping, the clock).
+    ``archive_book`` remembers the newest archive record stored.
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class MBusDevice:
         on_define: Callable[[TagDef], None],
         comm_loss_after: int = 3,
         max_telegrams: int = 16,
+        archive_book: ArchiveBook | None = None,
     ) -> None:
         if (primary is None) == (secondary is None):
             raise ValueError(f"device {name!r}: give a primary or a secondary address, not both or neither")
@@ -120,7 +129,13 @@ class MBusDevice:
         self.clock_drift_s: float | None = None
         self.tags: list[str] = [f"{name}.status"] + [rule.tag for rule in mapper.rules or ()]
         self._defined = set(self.tags)
-        self._archived: dict[str, float] = {}
+        self.archive_book = archive_book if archive_book is not None else MemoryArchiveBook()
+        #: Tags seen in each archive (by name), for the gaps report.
+        self._archive_tags: dict[str, set[str]] = {}
+        self.archive_records = 0
+        self.archive_errors = 0
+        self.archive_last_error = ""
+        self.last_backfill: float | None = None
         self._address = link.ADDR_SELECTED if secondary is not None else primary
         # Per-poll state.
         self._queue: list[Transaction] = []
@@ -292,10 +307,43 @@ class MBusDevice:
         if self.consecutive_failures >= self.comm_loss_after:
             log.info("device %s answers again after %d failed polls", name, self.consecutive_failures)
         self.consecutive_failures = 0
-        history = self._new_history(mapped.history)
+        history, newest = self._new_history(mapped.history)
         self._on_samples(samples)
+        complete = self._failure is None and not self._decode_failed and not self._error_report
+        self._hand_on_history(history, newest, complete=complete, now=now)
+
+    def _hand_on_history(self, history: list[Sample], newest: dict[str, float], complete: bool, now: float) -> None:
+        """Write new archive samples; after a complete read move the book on to the newest record per archive.
+
+        A read cut short may lack the older records of an archive, so the
+        book waits for a complete one; the samples written meanwhile are
+        written again then, which history takes as the same samples.
+        """
         if history:
-            self._on_history(history)
+            try:
+                self._on_history(history)
+            except Exception as exc:  # noqa: BLE001 - history refusing must not stop polling
+                self.archive_errors += 1
+                self.archive_last_error = f"history refused {len(history)} archive samples: {exc}"
+                log.error("device %s: %s", self.name, self.archive_last_error)
+                return
+            self.archive_records += len(history)
+            self.last_backfill = now
+        if not complete:
+            return
+        book, moved = self.archive_book, False
+        for archive, when in newest.items():
+            stored = book.newest(self.name, archive)
+            if stored is None or when > stored:
+                book.stored(self.name, archive, when)
+                moved = True
+        if moved:
+            try:
+                book.save()
+            except Exception as exc:  # noqa: BLE001 - a full disk must not stop polling
+                self.archive_errors += 1
+                self.archive_last_error = f"archive book not saved: {exc}"
+                log.error("device %s: %s", self.name, self.archive_last_error)
 
     def _fail(self, now: float) -> None:
         self.stats.failed_polls += 1
@@ -317,16 +365,44 @@ class MBusDevice:
             self.tags.append(tag)
             self._on_define(TagDef(tag, unit, 0.0, self.name, "M-Bus record (automatic)"))
 
-    def _new_history(self, history) -> list[Sample]:
-        """Return archive samples not yet handed on (a meter repeats its archive every read)."""
+    def _new_history(self, history) -> tuple[list[Sample], dict[str, float]]:
+        """Return the archive samples newer than the book's entry of their archive, and the newest date per archive.
+
+        A meter repeats its whole archive in every read; what the book has
+        stored was handed on before (in this run or an earlier one).
+        """
         fresh = []
-        archived = self._archived
+        newest: dict[str, float] = {}
+        book, name, tz = self.archive_book, self.name, self.mapper.tz
+        stored: dict[str, float | None] = {}
         for tag, value, when in history:
-            if archived.get(tag, float("-inf")) < when:
+            archive = archive_of(when, tz)
+            self._archive_tags.setdefault(archive, set()).add(tag)
+            if archive not in stored:
+                stored[archive] = book.newest(name, archive)
+            last = stored[archive]
+            if last is None or when > last:
                 fresh.append((tag, value, when))
-        for tag, _, when in fresh:
-            archived[tag] = max(archived.get(tag, float("-inf")), when)
-        return [Sample(tag, value, Quality.GOOD, when) for tag, value, when in sorted(fresh, key=lambda h: h[2])]
+            if when > newest.get(archive, float("-inf")):
+                newest[archive] = when
+        samples = [Sample(tag, value, Quality.BACKFILLED, when)
+                   for tag, value, when in sorted(fresh, key=lambda h: h[2])]
+        return samples, newest
+
+    def archive_specs(self) -> list[ArchiveSpec]:
+        """Return the archives seen in the meter's answers or known to the book, for the gaps report.
+
+        Their tags are those seen with archive dates; before the first read
+        of this run, the profile's storage-0 tags.
+        """
+        names = set(self._archive_tags) | set(self.archive_book.archives(self.name))
+        fallback = sorted(rule.tag for rule in self.mapper.rules or () if rule.storage == 0)
+        order = list(ARCHIVE_INTERVALS)
+        specs = []
+        for archive in sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n)):
+            tags = sorted(self._archive_tags.get(archive, ())) or fallback
+            specs.append(ArchiveSpec(archive, ARCHIVE_INTERVALS.get(archive, 3600.0), tuple(tags)))
+        return specs
 
     def health(self) -> dict:
         """Return state and counters for the devices endpoint."""
@@ -336,4 +412,8 @@ class MBusDevice:
             "medium": header.medium}
         return {"name": self.name, "address": self.address_text(), "state": self.state,
                 "consecutive_failures": self.consecutive_failures, "poll_s": self.period,
-                "fcb": self.fcb, "meter": meter, "clock_drift_s": self.clock_drift_s, **self.stats.as_dict()}
+                "fcb": self.fcb, "meter": meter, "clock_drift_s": self.clock_drift_s, **self.stats.as_dict(),
+                "archive_records": self.archive_records, "archive_errors": self.archive_errors,
+                "archive_last_error": self.archive_last_error, "last_backfill": self.last_backfill,
+                "archive_newest": {a: self.archive_book.newest(self.name, a)
+                                   for a in self.archive_book.archives(self.name)}}

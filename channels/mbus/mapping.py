@@ -11,6 +11,10 @@ readings on the billing date, for example).  When the telegram also
 carries a date record of the same storage number and subunit, such a
 record is a *historical* sample of the storage-0 tag it corresponds to, at
 that date; otherwise it is a tag of its own (``…_s<n>``).
+
+Which archive a historical sample belongs to is told by its date
+(:func:`archive_of`): 00:00 local on the 1st is the monthly archive, any
+other midnight the daily one, anything else the hourly one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,16 @@ from typing import Iterable, Sequence
 DATE_QUANTITIES = frozenset({"date", "datetime"})
 #: Quantities that say which meter this is, not what it measured: not tags.
 IDENTITY_QUANTITIES = frozenset({"fabrication_number", "enhanced_identification", "bus_address"})
+#: The archives an M-Bus meter's dated records are sorted into, and their intervals (seconds or "month").
+ARCHIVE_INTERVALS = {"hourly": 3600.0, "daily": 86400.0, "monthly": "month"}
+
+
+def archive_of(when: float, tz: tzinfo) -> str:
+    """Return the archive a record dated ``when`` (unix time) belongs to, by its local date and time."""
+    local = datetime.fromtimestamp(when, tz)
+    if local.hour == local.minute == local.second == 0:
+        return "monthly" if local.day == 1 else "daily"
+    return "hourly"
 
 
 @dataclass(frozen=True, slots=True)

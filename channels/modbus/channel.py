@@ -4,7 +4,12 @@
 Built from a channel's configuration (read by attribute, so this package
 does not import ``scada``): ``name``, ``type`` (``modbus-rtu`` or
 ``modbus-tcp``), ``transport`` (``serial`` or ``tcp``, line settings,
-``rs485``), ``timeout``, ``retries``, ``comm_loss_after`` and ``devices``.
+``rs485``), ``timeout``, ``retries``, ``comm_loss_after``,
+``archive_records_per_poll``, ``archive_lookback`` and ``devices``.
+
+Devices whose profile has ``archives`` back-fill from them when the channel
+is given ``on_history``; the devices of one channel take turns (one
+:class:`~channels.archive.ArchiveTurn` per bus).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Callable, Mapping
 
+from channels.archive import ArchiveBook, ArchiveTurn, MemoryArchiveBook, standard_offset
 from channels.bus import BusScheduler, PolledChannel
-from channels.modbus import timing
+from channels.modbus import framer, timing
+from channels.modbus.archive import archive_plans
 from channels.modbus.driver import ModbusDevice, point_specs
 from channels.modbus.points import ReadBlock, plan_reads
 from channels.transports.serial import SerialLink
@@ -30,7 +37,10 @@ class ModbusChannel(PolledChannel):
     """Poll every enabled device of one channel."""
 
     def __init__(self, reactor, cfg, profiles: Mapping, on_samples: Callable[[list[Sample]], None],
-                 serial_override: str | None = None, tcp_override: tuple[str, int] | None = None) -> None:
+                 serial_override: str | None = None, tcp_override: tuple[str, int] | None = None, *,
+                 on_history: Callable[[list[Sample]], None] | None = None,
+                 archive_book: ArchiveBook | None = None, tz=None) -> None:
+        """Build the devices; ``on_history`` takes back-filled archive records, ``tz`` is the site's zone."""
         self._reactor = reactor
         self.cfg = cfg
         self.name = cfg.name
@@ -53,8 +63,16 @@ class ModbusChannel(PolledChannel):
         allowance = cfg.timeout + (0.0 if serial else TCP_ALLOWANCE_S)
 
         def timeout_for(block: ReadBlock) -> float:
-            return timing.response_timeout(timing.READ_REQUEST_BYTES, timing.read_response_bytes(block.count),
-                                           baud, allowance, parity, stopbits)
+            # Writes (the archive record index) are answered by an 8-byte echo.
+            answer = 8 if block.function in (framer.WRITE_SINGLE, framer.WRITE_MULTIPLE) else \
+                timing.read_response_bytes(block.count)
+            return timing.response_timeout(timing.READ_REQUEST_BYTES, answer, baud, allowance, parity, stopbits)
+
+        self.archive_book = archive_book if archive_book is not None else MemoryArchiveBook()
+        self.archive_turn = ArchiveTurn()
+        utc_offset = standard_offset(tz)
+        per_poll = getattr(cfg, "archive_records_per_poll", 4)
+        lookback = getattr(cfg, "archive_lookback", 2 * 86400.0)
 
         self.devices: list[ModbusDevice] = []
         self.tagdefs: list[TagDef] = []
@@ -65,7 +83,11 @@ class ModbusChannel(PolledChannel):
             specs = point_specs(dev.name, profile.points)
             blocks = plan_reads(specs, getattr(profile, "max_registers", 125))
             device = ModbusDevice(dev.name, dev.address, blocks, dev.poll, on_samples, timeout_for=timeout_for,
-                                  framing=framing, comm_loss_after=getattr(cfg, "comm_loss_after", 3))
+                                  framing=framing, comm_loss_after=getattr(cfg, "comm_loss_after", 3),
+                                  archives=archive_plans(dev.name, getattr(profile, "archives", None) or (), lookback),
+                                  on_history=on_history, archive_book=self.archive_book,
+                                  archive_turn=self.archive_turn, archive_records_per_poll=per_poll,
+                                  utc_offset=utc_offset)
             self.devices.append(device)
             for point in profile.points:
                 self.tagdefs.append(TagDef(f"{dev.name}.{point.name}", point.unit, point.deadband, dev.name,
@@ -91,6 +113,8 @@ class ModbusChannel(PolledChannel):
                  requests, self.link.endpoint)
         for device in self.devices:
             log.info("  %s @%d every %gs: %s", device.name, device.unit, device.period, "; ".join(device.plan_lines()))
+            if device.archive is not None:
+                log.info("    %s", "; ".join(plan.describe() for plan in device.archive_plans))
 
     def health(self) -> dict:
         """Return the channel's state for ``/health`` and ``/channels``."""

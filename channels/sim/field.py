@@ -33,7 +33,7 @@ from channels.sim.models import (
     standard_utc_offset,
 )
 from channels.sim.mbus import SimMBusMeter, SimMBusSegment
-from channels.sim.slave import BusCounters, SimBus, SimDevice, SimFactory, SimTcpProtocol
+from channels.sim.slave import BusCounters, SimArchive, SimBus, SimDevice, SimFactory, SimTcpProtocol
 
 #: Channel types this simulator serves.
 RTU = "modbus-rtu"
@@ -140,6 +140,20 @@ def _point_spec(point: Any) -> PointSpec:
     )
 
 
+def _sim_archives(profile: Any, utc_offset: float) -> list[SimArchive]:
+    """Return the archives a profile describes (``archives:``), as a simulated meter keeps them."""
+    archives = []
+    for archive in getattr(profile, "archives", None) or ():
+        start = archive.record.register
+        points = tuple(PointSpec(p.name, FUNCTIONS["holding"], start + p.offset, p.type,
+                                 getattr(p, "word_order", None) or "big", getattr(p, "scale", None) or 1.0)
+                       for p in archive.points)
+        archives.append(SimArchive(archive.name, archive.interval, archive.depth, archive.index_register, start,
+                                   archive.record.count, archive.timestamp.offset, points, utc_offset,
+                                   getattr(archive.timestamp, "word_order", None) or "big"))
+    return archives
+
+
 class SimulatedField:
     """Simulated meters for every Modbus channel of a site config.
 
@@ -207,7 +221,8 @@ class SimulatedField:
                     raise ValueError(f"device {device.name!r}: unknown simulation model {model_name!r}")
                 points = [_point_spec(p) for p in profile.points]
                 sim_device = SimDevice(device.address, points, None, name=device.name,
-                                       fault=options.get("fault", "normal"))
+                                       fault=options.get("fault", "normal"),
+                                       archives=_sim_archives(profile, self.utc_offset))
                 channel.devices[device.address] = sim_device
                 self.devices[device.name] = sim_device
                 channel_of[device.name] = channel.name

@@ -12,6 +12,15 @@ follow physics, yet real meters usually acknowledge writes to their holding
 registers (set-up parameters) and keep measuring.  A write to registers that
 are all mapped holding points is therefore acknowledged and discarded; a
 write that touches an unmapped or input register gets exception 02.
+
+Archives (:class:`SimArchive`): a write of a record index to an archive's
+index register (function 06, or 16 with one register) selects a record,
+and a read inside the archive's record window (function 03) answers it:
+the record of the N-th newest closed interval boundary at the time of the
+read, with the model's values at that boundary and the boundary as its
+timestamp.  Records beyond the archive's depth read as all 0xFFFF, as
+unused records of real meters do.  The index register reads back the
+selected index.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from channels.modbus.framer import (
     encode_write_response,
     rtu_to_mbap,
 )
+from channels.archive import Interval, floor_boundary, step_boundary
 from channels.modbus.points import TYPE_REGISTERS, PointSpec, encode_raw
 from channels.transports.base import write_now
 
@@ -68,6 +78,53 @@ class BusCounters:
     crc_errors: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SimArchive:
+    """One archive a simulated meter keeps (see the module docstring).
+
+    ``points`` name the model values (``tag``) and their absolute holding
+    registers inside the window ``start``..``start + count - 1``; the
+    timestamp (u32, Unix seconds of the boundary) is at ``start +
+    ts_offset``.  Boundaries follow the site's standard time
+    (``utc_offset``), as :mod:`channels.archive` computes them.
+    """
+
+    name: str
+    interval: Interval
+    depth: int
+    index_register: int
+    start: int
+    count: int
+    ts_offset: int
+    points: tuple[PointSpec, ...]
+    utc_offset: float = 10800.0
+    ts_word_order: str = "big"
+
+    def boundary(self, t: float, index: int) -> float | None:
+        """Return the closing time of record ``index`` at time ``t``, None beyond the depth."""
+        if not 0 <= index < self.depth:
+            return None
+        newest = floor_boundary(t, self.interval, self.utc_offset)
+        return step_boundary(newest, self.interval, self.utc_offset, -index)
+
+    def image(self, model: Any, t: float, index: int) -> bytes:
+        """Return the register bytes of the record window for record ``index`` read at ``t``."""
+        when = self.boundary(t, index)
+        if when is None:
+            return b"\xff\xff" * self.count
+        image = bytearray(2 * self.count)
+        ts_at = 2 * self.ts_offset
+        image[ts_at:ts_at + 4] = encode_raw(when, "u32", self.ts_word_order)
+        values = model.values(when)
+        for point in self.points:
+            raw = (values.get(point.tag, 0.0) - point.offset) / point.scale
+            if point.type not in _FLOAT_TYPES:
+                raw = round(raw) if math.isfinite(raw) else 0
+            at = 2 * (point.register - self.start)
+            image[at:at + 2 * point.count] = encode_raw(raw, point.type, point.word_order)
+        return bytes(image)
+
+
 # A point prepared for encoding: (tag, scale, offset, type, word order,
 # integer?, first data byte in the answer, slice of the point's bytes).
 _Entry = tuple[str, float, float, str, str, bool, int, int, int]
@@ -90,8 +147,9 @@ class SimDevice:
         fault: str = "normal",
         slow_delay: float = 2.0,
         name: str = "",
+        archives: Sequence[SimArchive] = (),
     ) -> None:
-        """Map ``points`` onto registers; ``model`` has ``values(t) -> mapping``."""
+        """Map ``points`` onto registers; ``model`` has ``values(t) -> mapping``; keep ``archives``."""
         if not 1 <= address <= 247:
             raise ValueError(f"slave address {address} is out of range 1-247")
         self.address = address
@@ -111,6 +169,12 @@ class SimDevice:
             for register in range(point.register, point.register + point.count):
                 registers.setdefault(register, []).append(point)
         self._plans: dict[tuple[int, int, int], tuple[bool, tuple[_Entry, ...]] | None] = {}
+        self.archives = list(archives)
+        self._by_index_register = {a.index_register: a for a in self.archives}
+        # Live reads below every archive register skip the archive lookup.
+        self._archive_floor = min((min(a.index_register, a.start) for a in self.archives), default=1 << 16)
+        #: The record index last written per archive (a meter's state, shared by all connections).
+        self.archive_index: dict[str, int] = {a.name: 0 for a in self.archives}
 
     @property
     def fault(self) -> str:
@@ -189,6 +253,25 @@ class SimDevice:
             image[dst:dst + hi - lo] = part
         return bytes(image)
 
+    def read_archive(self, start: int, count: int, t: float) -> bytes | None:
+        """Return a holding read inside an archive's record window (or of its index register), else None."""
+        for archive in self.archives:
+            if archive.start <= start and start + count <= archive.start + archive.count:
+                image = archive.image(self.model, t, self.archive_index[archive.name])
+                at = 2 * (start - archive.start)
+                return image[at:at + 2 * count]
+            if start == archive.index_register and count == 1:
+                return self.archive_index[archive.name].to_bytes(2, "big")
+        return None
+
+    def _select_record(self, address: int, values: tuple[int, ...]) -> bool:
+        """Take a write of a record index; tell whether ``address`` was an index register."""
+        archive = self._by_index_register.get(address)
+        if archive is None or len(values) != 1:
+            return False
+        self.archive_index[archive.name] = values[0]
+        return True
+
     def _writable(self, start: int, count: int) -> bool:
         coverage = self._coverage.get(READ_HOLDING, {})
         return all(r in coverage for r in range(start, start + count))
@@ -211,7 +294,11 @@ class SimDevice:
             if not 1 <= request.count <= MAX_READ_REGISTERS:
                 answer = encode_exception(unit, function, ILLEGAL_DATA_VALUE)
             else:
-                data = self.read_registers(function, request.address, request.count, t)
+                data = None
+                if function == READ_HOLDING and request.address + request.count > self._archive_floor:
+                    data = self.read_archive(request.address, request.count, t)
+                if data is None:
+                    data = self.read_registers(function, request.address, request.count, t)
                 if data is None:
                     answer = encode_exception(unit, function, ILLEGAL_DATA_ADDRESS)
                 else:
@@ -219,6 +306,8 @@ class SimDevice:
         elif function == WRITE_SINGLE:
             if request.count != 1 or len(request.values) != 1:
                 answer = encode_exception(unit, function, ILLEGAL_DATA_VALUE)
+            elif self._select_record(request.address, request.values):
+                answer = encode_write_response(unit, function, request.address, request.values[0])
             elif not self._writable(request.address, 1):
                 answer = encode_exception(unit, function, ILLEGAL_DATA_ADDRESS)
             else:
@@ -226,6 +315,8 @@ class SimDevice:
         elif function == WRITE_MULTIPLE:
             if not 1 <= request.count <= MAX_WRITE_REGISTERS or len(request.values) != request.count:
                 answer = encode_exception(unit, function, ILLEGAL_DATA_VALUE)
+            elif self._select_record(request.address, request.values):
+                answer = encode_write_response(unit, function, request.address, request.count)
             elif not self._writable(request.address, request.count):
                 answer = encode_exception(unit, function, ILLEGAL_DATA_ADDRESS)
             else:
@@ -482,4 +573,4 @@ class SimFactory(Factory):
                 protocol.transport.loseConnection()
 
 
-__all__ = ["FAULTS", "BusCounters", "SimDevice", "SimBus", "SimTcpProtocol", "SimFactory"]
+__all__ = ["FAULTS", "BusCounters", "SimArchive", "SimDevice", "SimBus", "SimTcpProtocol", "SimFactory"]

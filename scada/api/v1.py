@@ -1,11 +1,13 @@
 # -*- test-case-name: tests.scada.test_api -*-
-"""API v1: health, tags, history, devices, channels."""
+"""API v1: health, tags, history, devices, archive gaps, channels."""
 
 from __future__ import annotations
 
 from sanic import Blueprint
 from sanic.response import json
 
+from channels.archive import standard_offset
+from scada import gaps as gap_report
 from scada.config import parse_duration
 from tags.timefmt import iso_utc, parse_iso
 
@@ -151,8 +153,54 @@ async def devices(request):
         h = device.health()
         h["channel"] = channel.name
         h["last_good"] = _iso(h["last_good"])
+        if "last_backfill" in h:
+            h["last_backfill"] = _iso(h["last_backfill"])
+            h["archive_newest"] = {k: _iso(v) for k, v in h.get("archive_newest", {}).items()}
         out.append(h)
     return json({"devices": out})
+
+
+#: Default span of a gaps report: the last week.
+GAPS_SPAN_S = 7 * 86400
+
+
+@bp.get("/devices/<name:str>/gaps")
+async def device_gaps(request, name: str):
+    """List, per archive of a device, the slots between ``from`` and ``to`` without usable history.
+
+    See :mod:`scada.gaps` for what a slot is and when it counts as
+    covered.  ``to`` defaults to now, ``from`` to a week before ``to``.
+    """
+    rt = _runtime(request)
+    device = next((d for _, d in rt.device_index() if d.name == name), None)
+    if device is None:
+        return _error(f"unknown device {name!r}", 404)
+    for key in request.args:
+        if key not in ("from", "to"):
+            return _error(f"unknown parameter {key!r} (use from, to)")
+    now = rt.reactor.seconds()
+    try:
+        end = _time_arg(request, "to", now)
+        start = _time_arg(request, "from", max(MIN_TS, end - GAPS_SPAN_S))
+        if start >= end:
+            raise BadRequest(f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})")
+    except BadRequest as exc:
+        return _error(str(exc))
+    specs_of = getattr(device, "archive_specs", None)
+    specs = specs_of() if specs_of is not None else []
+    offset = standard_offset(rt.cfg.site.timezone)
+    slots, buckets = gap_report.count_work(specs, start, end, now, offset)
+    if slots > gap_report.MAX_SLOTS:
+        return _error(f"from={iso_utc(start)} to={iso_utc(end)} spans {slots} archive slots of device {name!r}; "
+                      f"at most {gap_report.MAX_SLOTS} per request: narrow from/to")
+    if buckets > gap_report.MAX_BUCKETS:
+        return _error(f"from={iso_utc(start)} to={iso_utc(end)} needs {buckets} history buckets per tag for "
+                      f"device {name!r}; at most {gap_report.MAX_BUCKETS} per request: narrow from/to")
+    try:
+        archives = await gap_report.device_gaps(rt.historian, specs, start, end, now, offset)
+    except Exception as exc:  # noqa: BLE001 - a history database that is down is not a bug of the request
+        return _error(f"history is not available: {exc}", 503)
+    return json({"device": name, "from": iso_utc(start), "to": iso_utc(end), "archives": archives})
 
 
 @bp.get("/channels")

@@ -49,6 +49,7 @@ from .validators import (
     check_device_kinds,
     check_device_names,
     check_poll_budget,
+    check_profile_archives,
     check_profile_registers,
     check_profiles_known,
     check_termination,
@@ -299,6 +300,15 @@ class _Run:
         else:
             items, item = "points", PointConfig
         profile, _items = self._validate_with_items(ProfileConfig, raw, file, path, items, item)
+        if profile is not None:
+            # The archive checks point at lines inside an archive.
+            for index, archive in enumerate(profile.archives):
+                where = path + ("archives", index)
+                self.smap.add(archive, file, where)
+                self.smap.add(archive.record, file, where + ("record",))
+                self.smap.add(archive.timestamp, file, where + ("timestamp",))
+                for number, point in enumerate(archive.points):
+                    self.smap.add(point, file, where + ("points", number))
         return profile
 
     def _inline_profiles(self, raw: Any) -> tuple[dict[str, ProfileConfig], set[str]]:
@@ -369,6 +379,7 @@ class _Run:
         found += check_profiles_known(devices, profiles.keys() | broken, smap, searched)
         for name, profile in profiles.items():
             found += check_profile_registers(name, profile, smap)
+            found += check_profile_archives(name, profile, smap)
         for channel in channels:
             found += check_addresses(channel, smap)
             if extent[id(channel)] == "devices":

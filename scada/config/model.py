@@ -377,6 +377,11 @@ class ChannelConfig(_Model):
     comm_loss_after: _range(1) = 3
     #: M-Bus master capacity in unit loads (an "M-Bus 50" master: 50).
     unit_loads: Optional[_range(1, 1000)] = None
+    #: Archive records the device holding the channel's archive turn may
+    #: read per poll, after its current values (0: no archive back-fill).
+    archive_records_per_poll: _range(0, 32) = 4
+    #: How far back the archives of a device never read before are back-filled.
+    archive_lookback: PositiveDuration = 2 * 86400.0
     devices: list[DeviceConfig] = []
 
     @model_validator(mode="before")
@@ -458,10 +463,115 @@ class RecordConfig(_Model):
         return self
 
 
+def _parse_interval(value: object) -> float | str:
+    """Return an archive interval: seconds dividing a day, or ``'month'``; raise naming the value."""
+    if value == ARCHIVE_MONTH:
+        return ARCHIVE_MONTH
+    hint = "whole seconds dividing a day (e.g. 15m, 30m, 1h, 1d), or 'month'"
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"{show_value(value)} is not an archive interval; use {hint}") from None
+    if not 1 <= seconds <= 86400 or seconds != int(seconds) or 86400 % seconds:
+        raise ValueError(f"{show_value(value)} is not an archive interval; use {hint}")
+    return seconds
+
+
+#: The calendar-month archive interval.
+ARCHIVE_MONTH = "month"
+#: An archive's interval: seconds (``15m``, ``1h``, ``1d``) or ``month`` (calendar months, site time).
+ArchiveInterval = Annotated[
+    float | Literal["month"],
+    BeforeValidator(_parse_interval),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 1, "maximum": 86400},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$"},
+                {"const": "month"},
+            ]
+        }
+    ),
+]
+
+
+class ArchivePointConfig(_Model):
+    """One value of an archive record: which live point it back-fills and where it sits in the record.
+
+    ``name`` is the name of one of the profile's ``points``, so the record's
+    value lands in that point's tag; ``offset`` counts registers from the
+    start of the record window.
+    """
+
+    name: Name
+    offset: _range(0, 124) = Field(...)
+    type: PointType
+    word_order: Literal["big", "little"] = "big"
+    scale: Annotated[float, AfterValidator(_check_scale)] = 1.0
+
+    @property
+    def count(self) -> int:
+        """Return the number of registers the value occupies."""
+        return REGISTER_COUNT[self.type]
+
+
+class ArchiveTimestampConfig(_Model):
+    """Where a record keeps its time: Unix seconds (UTC) at which the record closed."""
+
+    offset: _range(0, 123) = Field(...)
+    type: Literal["u32"] = "u32"
+    word_order: Literal["big", "little"] = "big"
+
+    @property
+    def count(self) -> int:
+        """Return the number of registers the timestamp occupies."""
+        return REGISTER_COUNT[self.type]
+
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+    class ArchiveRecordConfig(_Model):
+        """The record window: holding registers read with function 03 after the index is written."""
+
+        register: _range(0, 65535) = Field(...)
+        count: _range(1, 125) = Field(...)
+
+        @model_validator(mode="after")
+        def _fits_address_space(self) -> ArchiveRecordConfig:
+            """Reject a window that runs past register 65535."""
+            last = self.register + self.count - 1
+            if last > 65535:
+                raise ValueError(
+                    f"{self.count} registers from {self.register} run up to {last}, past the last register 65535")
+            return self
+
+
+class ArchiveConfig(_Model):
+    """One archive of a Modbus meter (hourly, daily, monthly…), read record by record.
+
+    The master writes the record index to ``index_register`` (0 = the newest
+    closed record, 1 = the one before…) and then reads the ``record``
+    window with function 03: a ``timestamp`` (when the record closed) and
+    ``points``.  The meter keeps ``depth`` records; older indexes read as
+    all 0xFFFF.
+    """
+
+    name: Name
+    interval: ArchiveInterval
+    depth: _range(1, 65535)
+    index_register: _range(0, 65535) = Field(...)
+    record: ArchiveRecordConfig
+    timestamp: ArchiveTimestampConfig
+    points: Annotated[list[ArchivePointConfig], Field(min_length=1)]
+    description: str = ""
+
+
 class ProfileConfig(_Model):
     """A device model: a Modbus register map (``points``) or M-Bus ``records``.
 
-    Inline or from ``profiles/<name>.yaml``.
+    Inline or from ``profiles/<name>.yaml``.  A Modbus profile may describe
+    the meter's ``archives``.
     """
 
     description: str = ""
@@ -470,6 +580,7 @@ class ProfileConfig(_Model):
     max_registers: _range(1, 125) = 125
     points: list[PointConfig] = []
     records: list[RecordConfig] = []
+    archives: list[ArchiveConfig] = []
 
     @model_validator(mode="after")
     def _one_kind(self) -> ProfileConfig:

@@ -261,6 +261,106 @@ def _span(start: int, count: int) -> str:
     return str(start) if count == 1 else f"{start}-{start + count - 1}"
 
 
+def check_profile_archives(name: str, profile: ProfileConfig, smap: SourceMap) -> list[Problem]:
+    """Check a profile's ``archives``: layout inside the record window, names, overlaps.
+
+    Archives are Modbus register maps, so an M-Bus profile has none (its
+    archive comes with its records).  Each archive's point names must be
+    names of the profile's live points, so that back-filled values land in
+    the same tags.  The record window must fit ``max_registers``, its
+    points and timestamp must lie inside it and not overlap, and no index
+    register or record window may overlap another archive's or a live
+    holding point.
+    """
+    if not profile.archives:
+        return []
+    if profile.records:
+        message = (f"profile {name!r}: 'archives' describe Modbus archive registers; an M-Bus meter's "
+                   "archive comes with its records (storage numbers and dates)")
+        return [smap.problem(profile, ("archives",), message)]
+    problems: list[Problem] = []
+    live = {point.name for point in profile.points}
+    seen: dict[str, object] = {}
+    for archive in profile.archives:
+        if archive.name in seen:
+            message = (f"duplicate archive name {archive.name!r} in profile {name!r} "
+                       f"(first at line {smap.line(seen[archive.name], 'name')})")
+            problems.append(smap.problem(archive, ("name",), message))
+        else:
+            seen[archive.name] = archive
+        problems += _check_record_layout(name, profile, archive, live, smap)
+    problems += _check_archive_registers(name, profile, smap)
+    return problems
+
+
+def _check_record_layout(name, profile: ProfileConfig, archive, live: set[str], smap: SourceMap) -> list[Problem]:
+    """Check one archive's record: window size, points and timestamp inside it, no overlap, known names."""
+    problems = []
+    record, count = archive.record, archive.record.count
+    if count > profile.max_registers:
+        message = (f"{smap.where(record, 'count')}: a record window of {count} registers is more than "
+                   f"profile {name!r} reads at once (max_registers {profile.max_registers})")
+        problems.append(smap.problem(record, ("count",), message))
+    stamp = archive.timestamp
+    fields = [("timestamp", stamp)]
+    if stamp.offset + stamp.count > count:
+        message = (f"{smap.where(stamp, 'offset')}: the timestamp ({stamp.type}) at offset {stamp.offset} "
+                   f"needs record registers {_span(stamp.offset, stamp.count)}, but the record has {count} "
+                   f"(0-{count - 1})")
+        problems.append(smap.problem(stamp, ("offset",), message))
+    names: dict[str, object] = {}
+    for point in archive.points:
+        if point.name in names:
+            message = (f"duplicate point {point.name!r} in archive {archive.name!r} "
+                       f"(first at line {smap.line(names[point.name], 'name')})")
+            problems.append(smap.problem(point, ("name",), message))
+        names.setdefault(point.name, point)
+        if point.name not in live:
+            message = (f"{smap.where(point, 'name')}: archive {archive.name!r} names {point.name!r}, which is "
+                       f"not a point of profile {name!r}; archive values back-fill the live points' tags")
+            close = difflib.get_close_matches(point.name, sorted(live), n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+            problems.append(smap.problem(point, ("name",), message))
+        if point.offset + point.count > count:
+            message = (f"{smap.where(point, 'offset')}: point {point.name!r} ({point.type}) at offset "
+                       f"{point.offset} needs record registers {_span(point.offset, point.count)}, but the "
+                       f"record has {count} (0-{count - 1})")
+            problems.append(smap.problem(point, ("offset",), message))
+        fields.append((f"point {point.name!r}", point))
+    fields.sort(key=lambda f: f[1].offset)
+    for (label_a, a), (label_b, b) in zip(fields, fields[1:]):
+        if b.offset < a.offset + a.count:
+            message = (f"{smap.where(b, 'offset')}: {label_b} (record registers {_span(b.offset, b.count)}) "
+                       f"overlaps {label_a} ({_span(a.offset, a.count)}, line {smap.line(a, 'offset')}) "
+                       f"in archive {archive.name!r}")
+            problems.append(smap.problem(b, ("offset",), message))
+    return problems
+
+
+def _check_archive_registers(name, profile: ProfileConfig, smap: SourceMap) -> list[Problem]:
+    """Report index registers and record windows that overlap each other or live holding points."""
+    # (first, count, what, object, key) of every holding register range in use.
+    used = [(p.register, p.count, f"point {p.name!r}", p, "register")
+            for p in profile.points if p.function == "holding"]
+    problems = []
+    for archive in profile.archives:
+        mine = [(archive.index_register, 1, f"the index register of archive {archive.name!r}", archive,
+                 "index_register"),
+                (archive.record.register, archive.record.count, f"the record window of archive {archive.name!r}",
+                 archive.record, "register")]
+        for start, count, what, obj, key in mine:
+            for o_start, o_count, o_what, o_obj, o_key in used:
+                if start < o_start + o_count and o_start < start + count:
+                    message = (f"{smap.where(obj, key)}: {what} (holding {_span(start, count)}) overlaps "
+                               f"{o_what} (holding {_span(o_start, o_count)}, line {smap.line(o_obj, o_key)}) "
+                               f"in profile {name!r}")
+                    problems.append(smap.problem(obj, (key,), message))
+                    break
+        used += mine
+    return problems
+
+
 def check_profiles_known(
     devices: Iterable[DeviceConfig],
     known: Collection[str],

@@ -8,7 +8,10 @@ pair) writing history to a throw-away ``influxd``:
 - *crash*: with influxd down, the engine is killed with SIGKILL while its
   queue holds samples; after influxd and the engine are started again,
   every queued sample and every sample of the second run is in the
-  database once.
+  database once;
+- *back-fill*: the engine was off for six hours (its archive book says
+  so); at start it reads the meter's hourly archive into InfluxDB and the
+  gaps endpoint finds no hourly gap.
 
 "Once" is checked by count: a sample's identity in InfluxDB is (series,
 time), so the number of points equals the number of accepted samples only
@@ -28,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tags.historian.queue import DiskQueue
+from tags.timefmt import iso_utc
 from tests.integration.test_run import ROOT, SCADA, free_port, get, wait_for
 
 pytestmark = pytest.mark.integration
@@ -175,3 +179,54 @@ def test_kill_9_with_a_queue_loses_nothing(influxd, tmp_path):
     points = _points(influxd)
     assert keys <= points
     assert len(points) == len(queued) + accepted
+
+
+def test_six_hours_missed_are_backfilled_into_influxdb(influxd, tmp_path):
+    """The engine was off for six hours: at start it reads the meter's hourly archive into InfluxDB, no gap left."""
+    import json
+    import time
+
+    now = time.time()
+    hour = int(now // 3600) * 3600
+    # The archive book says the newest hourly record stored closed 7 hours ago.
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var/archives.json").write_text(json.dumps(
+        {"version": 1, "devices": {"heat": {"hourly": float(hour - 7 * 3600)}}}))
+    port = free_port()
+    (tmp_path / "site.yaml").write_text(textwrap.dedent(f"""\
+        site: {{name: backfill test, timezone: Europe/Moscow}}
+        history: {{backend: influxdb, url: {influxd.url}, flush_interval: 200ms, queue: {{path: var/queue}}}}
+        api: {{listen: 127.0.0.1:{port}}}
+        simulate: true
+        channels:
+          - name: seg
+            type: modbus-rtu
+            transport: {{serial: /dev/ttyUSB9, baudrate: 19200}}
+            timeout: 100ms
+            archive_records_per_poll: 8
+            devices:
+              - {{name: heat, address: 1, profile: generic_heat_meter, poll: 200ms}}
+        """))
+    base = f"http://127.0.0.1:{port}/api/v1"
+    proc = _start(tmp_path, tmp_path / "site.yaml")
+    window = f"from={iso_utc(hour - 6 * 3600)}&to={iso_utc(time.time() + 1)}"
+
+    def hourly():
+        status, body = get(base, f"/devices/heat/gaps?{window}")
+        if status != 200:
+            return None
+        (arch,) = [a for a in body["archives"] if a["name"] == "hourly"]
+        return arch if arch["missing"] == 0 else None
+
+    try:
+        arch = wait_for(hourly, deadline_s=60)
+    finally:
+        if proc.poll() is None:
+            _, _, left, out = _stop(proc)
+    assert arch["expected"] >= 6 and arch["gaps"] == []
+    assert left == 0, out[-2000:]
+    body = influxd.query(
+        f"SELECT \"value\" FROM \"samples\" WHERE \"tag\" = 'heat.energy_kwh' AND \"quality\" = 'backfilled' "
+        f"AND time > {(hour - 7 * 3600) * 10**9} AND time <= {hour * 10**9}", db="scada")
+    times = [row[0] // 1_000_000 for row in body["results"][0]["series"][0]["values"]]
+    assert times == [hour - k * 3600 for k in range(6, -1, -1)]

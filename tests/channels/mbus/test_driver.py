@@ -98,7 +98,7 @@ def test_archive_records_become_history_at_their_dates_once():
     assert len(energy) == 12
     # Monthly readings on the 1st at 00:00 meter time (UTC here), newest 2026-11-01.
     assert max(s.ts for s in energy) == pytest.approx(1793491200.0)  # 2026-11-01T00:00Z
-    assert all(s.quality is Quality.GOOD for s in energy)
+    assert all(s.quality is Quality.BACKFILLED for s in energy)  # past values from the meter's archive
     values = [s.value for s in sorted(energy, key=lambda s: s.ts)]
     assert values == sorted(values)  # a counter never runs backwards
     before = len(site.history)
