@@ -73,6 +73,16 @@ class _Counters:
         self.dropped_total = 0
         self.rejected_total = 0
 
+    def commit(self, count: int) -> None:
+        """Move past the records of the last peek; see the subclasses."""
+        raise NotImplementedError
+
+    def _pass_rejected(self, count: int) -> None:
+        """Move past the last peeked records as rejected, not written."""
+        self.commit(count)
+        self.committed_total -= count
+        self.rejected_total += count
+
 
 class MemoryQueue(_Counters):
     """The queue interface in memory: for throw-away historians only (nothing survives the process)."""
@@ -122,9 +132,7 @@ class MemoryQueue(_Counters):
     def reject(self, count: int, reason: str) -> None:
         """Drop the last peeked records the database refused for good (kept nowhere: memory)."""
         _log.error("history: %d samples refused by the database and dropped: %s", count, reason)
-        self.commit(count)
-        self.committed_total -= count
-        self.rejected_total += count
+        self._pass_rejected(count)
 
     def head_time(self) -> float | None:
         """Return the sample time of the oldest waiting record."""
@@ -423,9 +431,7 @@ class DiskQueue(_Counters):
             os.fsync(f.fileno())
         _log.error("history: the database refused %d samples for good (%s); kept in %s",
                    count, reason, self.path / "rejected.lp")
-        self.commit(count)
-        self.committed_total -= count
-        self.rejected_total += count
+        self._pass_rejected(count)
 
     def head_time(self) -> float | None:
         """Return the sample time of the oldest waiting record."""
