@@ -104,6 +104,15 @@ def _time_arg(request, key: str, default: float) -> float:
     return value
 
 
+def _range_args(request, now: float, default_span: float) -> tuple[float, float]:
+    """Return ``(from, to)``: ``to`` defaults to now, ``from`` to ``default_span`` before ``to``."""
+    end = _time_arg(request, "to", now)
+    start = _time_arg(request, "from", max(MIN_TS, end - default_span))
+    if start >= end:
+        raise BadRequest(f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})")
+    return start, end
+
+
 @bp.get("/tags/<name:str>/history")
 async def history(request, name: str):
     """Return a tag's history, raw or aggregated per ``every`` interval."""
@@ -112,10 +121,7 @@ async def history(request, name: str):
         return _error(f"unknown tag {name!r}", 404)
     now = rt.reactor.seconds()
     try:
-        end = _time_arg(request, "to", now)
-        start = _time_arg(request, "from", max(MIN_TS, end - DEFAULT_SPAN_S))
-        if start >= end:
-            raise BadRequest(f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})")
+        start, end = _range_args(request, now, DEFAULT_SPAN_S)
         every_raw = request.args.get("every")
         every = None
         if every_raw is not None:
@@ -180,10 +186,7 @@ async def device_gaps(request, name: str):
             return _error(f"unknown parameter {key!r} (use from, to)")
     now = rt.reactor.seconds()
     try:
-        end = _time_arg(request, "to", now)
-        start = _time_arg(request, "from", max(MIN_TS, end - GAPS_SPAN_S))
-        if start >= end:
-            raise BadRequest(f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})")
+        start, end = _range_args(request, now, GAPS_SPAN_S)
     except BadRequest as exc:
         return _error(str(exc))
     specs_of = getattr(device, "archive_specs", None)
