@@ -15,6 +15,7 @@ from sanic.exceptions import SanicException
 from sanic.response import json
 
 from scada.api.v1 import bp as v1_blueprint
+from tags.historian import StoreUnavailable
 
 log = logging.getLogger(__name__)
 _counter = itertools.count()
@@ -29,6 +30,10 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.blueprint(v1_blueprint)
 
     async def on_error(request, exception):
+        if isinstance(exception, StoreUnavailable):
+            # The history database is down or unreachable: not a bug, and
+            # the samples are safe in the queue.  Say so, with a 503.
+            return json({"error": f"history is not available: {exception}"}, status=503)
         if isinstance(exception, SanicException):
             status = exception.status_code
             message = str(exception) or exception.__class__.__name__

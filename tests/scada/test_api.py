@@ -159,3 +159,19 @@ def test_raw_history_over_the_limit_is_400(api, monkeypatch):
     assert status == 400 and "more than 10 samples" in body["error"] and "every=" in body["error"]
     status, body = call("/api/v1/tags/m1.volume_m3/history?every=10m")
     assert status == 200 and body["points"]
+
+
+def test_history_database_down_is_503(api, monkeypatch):
+    """A history database that is down answers 503 naming the cause, never 500."""
+    from tags.historian import StoreUnavailable
+
+    runtime, call = api
+
+    async def down(*args, **kwargs):
+        raise StoreUnavailable("InfluxDB http://127.0.0.1:8086 is unreachable")
+
+    monkeypatch.setattr(runtime.historian.store, "query_raw", down)
+    monkeypatch.setattr(runtime.historian.store, "query_agg", down)
+    for query in ("", "?every=10m"):
+        status, body = call(f"/api/v1/tags/m1.volume_m3/history{query}")
+        assert status == 503 and "history is not available" in body["error"] and "unreachable" in body["error"]
