@@ -242,18 +242,16 @@ class ModbusDevice:
                     samples.append(Sample(point.tag, None, Quality.DECODE_FAILED, now))
                 else:
                     samples.append(Sample(point.tag, value, good, now))
-            if self.archive is not None and tx is self.transactions[-1]:
-                self._after_live(now)
-            return
-        self._all_good = False
-        if outcome is Outcome.EXCEPTION:
-            self._answered = True
-            self.stats.last_exception = f"fc{block.function:02d} {block.start}+{block.count}: {frame.name}"
-            self.stats.last_error = self.stats.last_exception
         else:
-            self.stats.last_error = f"fc{block.function:02d} {block.start}+{block.count}: {outcome.value}"
-        quality = _OUTCOME_QUALITY[outcome]
-        samples.extend(Sample(point.tag, None, quality, now) for point in block.points)
+            self._all_good = False
+            if outcome is Outcome.EXCEPTION:
+                self._answered = True
+                self.stats.last_exception = f"fc{block.function:02d} {block.start}+{block.count}: {frame.name}"
+                self.stats.last_error = self.stats.last_exception
+            else:
+                self.stats.last_error = f"fc{block.function:02d} {block.start}+{block.count}: {outcome.value}"
+            quality = _OUTCOME_QUALITY[outcome]
+            samples.extend(Sample(point.tag, None, quality, now) for point in block.points)
         if self.archive is not None and tx is self.transactions[-1]:
             self._after_live(now)
 
