@@ -67,7 +67,11 @@ class RateRule(Rule):
 
 @dataclass(frozen=True)
 class StaleRule(Rule):
-    """Stale value: active when a tag has had no new sample (any quality) for ``after`` seconds."""
+    """Stale value: active when a tag has had no sample of usable quality for ``after`` seconds.
+
+    Samples that carry no trustworthy value (timeout, comm loss, ...) do
+    not count as fresh; a usable sample clears the alarm.
+    """
 
     tags: tuple[str, ...] = ()
     after: float = 600.0
