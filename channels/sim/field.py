@@ -12,6 +12,7 @@ the demo run (DESIGN rule 9).
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import tty
 from dataclasses import dataclass, field
@@ -27,13 +28,14 @@ from channels.modbus.points import PointSpec
 from channels.sim.models import (
     BUILDING_MODELS,
     MODELS,
+    SENSOR_MODELS,
     BaseModel,
     create_model,
     seed_for,
     standard_utc_offset,
 )
 from channels.sim.mbus import SimMBusMeter, SimMBusSegment
-from channels.sim.slave import BusCounters, SimArchive, SimBus, SimDevice, SimFactory, SimTcpProtocol
+from channels.sim.slave import BusCounters, SimArchive, SimBus, SimDevice, SimFactory, SimTcpProtocol, _value_clock
 
 #: Channel types this simulator serves.
 RTU = "modbus-rtu"
@@ -41,6 +43,13 @@ TCP = "modbus-tcp"
 MBUS = "mbus"
 #: Channel types served on a pty by default (a serial line).
 SERIAL_TYPES = (RTU, MBUS)
+#: Values a simulated M-Bus meter puts in its telegram, by kind (see
+#: :meth:`channels.sim.mbus.SimMBusMeter.telegrams`); these can be overridden.
+MBUS_POINTS = {
+    "heat": ("energy_kwh", "volume_m3", "flow_m3h", "power_kw", "t_supply_c", "t_return_c", "operating_h",
+             "error_code"),
+    "water": ("volume_m3", "flow_m3h", "temperature_c"),
+}
 
 
 class NullModel(BaseModel):
@@ -163,6 +172,9 @@ class SimulatedField:
     optionally ``sim`` (a dict: ``model``, ``kind``, ``sum_of``, ``losses``,
     ``seed`` and the model's own settings).  Disabled devices are simulated
     too: switching off polling does not remove a meter from the wire.
+
+    For demos and tests a device can be switched to a fault
+    (:meth:`set_fault`) or made to read given values (:meth:`set_override`).
     """
 
     def __init__(
@@ -217,7 +229,7 @@ class SimulatedField:
                     raise ValueError(f"device {device.name!r}: unknown profile {device.profile!r}")
                 options = _options(getattr(device, "sim", None))
                 model_name = options.get("model") or getattr(profile, "sim", None) or "null"
-                if model_name != "null" and model_name not in MODELS:
+                if model_name != "null" and model_name not in MODELS + SENSOR_MODELS:
                     raise ValueError(f"device {device.name!r}: unknown simulation model {model_name!r}")
                 points = [_point_spec(p) for p in profile.points]
                 sim_device = SimDevice(device.address, points, None, name=device.name,
@@ -373,6 +385,86 @@ class SimulatedField:
         except KeyError:
             raise KeyError(f"no simulated device named {device_name!r}") from None
         device.fault = fault
+
+    def _device(self, device_name: str) -> Any:
+        try:
+            return self.devices[device_name]
+        except KeyError:
+            raise KeyError(f"no simulated device named {device_name!r}") from None
+
+    def point_names(self, device_name: str) -> tuple[str, ...]:
+        """Return the points of a device whose values :meth:`set_override` can set.
+
+        A Modbus device has its profile's points; an M-Bus meter the values
+        of its telegram (:data:`MBUS_POINTS`), named like the records of the
+        shipped M-Bus profiles.
+        """
+        device = self._device(device_name)
+        if isinstance(device, SimMBusMeter):
+            return MBUS_POINTS["heat" if device.kind == "heat" else "water"]
+        return tuple(dict.fromkeys(p.tag for p in device.points))
+
+    def set_override(self, device_name: str, point: str, value: float) -> None:
+        """Make a device answer ``value`` for ``point`` from now on, instead of its physics.
+
+        The value goes through the same encoding as every other reading
+        (the profile's type and scale for Modbus, the telegram's records for
+        M-Bus), so the master decodes what a real meter showing it would
+        send.  A status point such as ``error_code`` is set the same way
+        (``2`` sets bit 1).  A building meter sums the overridden values of
+        its members.  Raise KeyError for an unknown device or point and
+        ValueError for a value the meter cannot show.
+        """
+        device = self._device(device_name)
+        names = self.point_names(device_name)
+        if point not in names:
+            raise KeyError(f"simulated device {device_name!r} has no point {point!r} "
+                           f"(its points: {', '.join(names) or 'none'})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"point {point!r} of {device_name!r}: {value!r} is not a number")
+        value = float(value)
+        now = _value_clock(self._reactor, self.clock_for_values)()
+        if isinstance(device, SimMBusMeter):
+            if not math.isfinite(value):
+                raise ValueError(f"point {point!r} of {device_name!r}: {value} is not a finite number")
+            before = device.model.pin_of(point)
+            device.model.pin(point, value, now)
+            try:
+                device.telegrams(now)  # the meter's own encoder says whether it fits
+            except (ValueError, OverflowError) as exc:
+                if before is None:
+                    device.model.unpin(point)
+                else:
+                    device.model.pin(point, *before)
+                raise ValueError(f"point {point!r} of {device_name!r} cannot hold {value:g}: {exc}") from None
+        else:
+            try:
+                device.encode_value(point, value)
+            except ValueError as exc:
+                raise ValueError(f"simulated device {device_name!r}: {exc}") from None
+            device.model.pin(point, value, now)
+        self._forget_values()
+
+    def clear_override(self, device_name: str, point: str | None = None) -> None:
+        """Let a device's ``point`` (every point if None) follow its physics again.
+
+        Clearing a point that has no override does nothing; an unknown
+        device or point raises KeyError.
+        """
+        device = self._device(device_name)
+        if point is not None and point not in self.point_names(device_name):
+            raise KeyError(f"simulated device {device_name!r} has no point {point!r}")
+        device.model.unpin(point)
+        self._forget_values()
+
+    def overrides(self, device_name: str) -> dict[str, float]:
+        """Return a device's overridden values by point name."""
+        return self._device(device_name).model.pinned
+
+    def _forget_values(self) -> None:
+        """Drop every model's cached values: a building meter sums its members' overrides."""
+        for device in self.devices.values():
+            device.model.forget()
 
     def counters(self, channel_name: str) -> BusCounters:
         """Return the traffic statistics of a channel (all its transports together)."""

@@ -216,11 +216,16 @@ class PeriodicIntegral:
 
 
 class BaseModel:
-    """Common parts of the models: the seed and a one-entry value cache.
+    """Common parts of the models: the seed, pinned values and a one-entry value cache.
 
     A poll cycle often asks the same model several times at the same
     reactor time (several read blocks, or a building meter and its members),
     so the last result is kept.
+
+    A value can be pinned (:meth:`pin`): from a given time on the model
+    answers it instead of its physics, as a meter whose sensor reads that
+    value would; archive records closed before that time keep their
+    physics.  A building meter sums its members' pinned values too.
     """
 
     name = "base"
@@ -230,13 +235,43 @@ class BaseModel:
         self.seed = seed
         self._cache_t: float | None = None
         self._cache: dict[str, float] = {}
+        self._pinned: dict[str, tuple[float, float]] = {}
 
     def values(self, t: float) -> Mapping[str, float]:
         """Return all point values at Unix time ``t``."""
         if t != self._cache_t:
-            self._cache = self._compute(t)
+            values = self._compute(t)
+            if self._pinned:
+                values = {**values, **{name: value for name, (value, since) in self._pinned.items() if t >= since}}
+            self._cache = values
             self._cache_t = t
         return self._cache
+
+    def pin(self, name: str, value: float, since: float = float("-inf")) -> None:
+        """Answer ``value`` for point ``name`` at every time from ``since`` (Unix seconds) on."""
+        self._pinned[name] = (float(value), since)
+        self.forget()
+
+    def unpin(self, name: str | None = None) -> None:
+        """Let point ``name`` (every point if None) follow the physics again."""
+        if name is None:
+            self._pinned.clear()
+        else:
+            self._pinned.pop(name, None)
+        self.forget()
+
+    def pin_of(self, name: str) -> tuple[float, float] | None:
+        """Return ``(value, since)`` of a pinned point, None if it follows the physics."""
+        return self._pinned.get(name)
+
+    @property
+    def pinned(self) -> dict[str, float]:
+        """Return the pinned values by point name."""
+        return {name: value for name, (value, _since) in self._pinned.items()}
+
+    def forget(self) -> None:
+        """Drop the cached values (after a pin changed here or in a member of a building meter)."""
+        self._cache_t = None
 
     def _compute(self, t: float) -> dict[str, float]:
         raise NotImplementedError
@@ -390,6 +425,26 @@ class HeatMeter(BaseModel):
         }
 
 
+class OutdoorSensor(BaseModel):
+    """An outdoor air temperature sensor (датчик наружного воздуха) of the heat substation.
+
+    Points: ``t_outdoor_c``, the same weather the heat meters' schedule
+    follows (:func:`outdoor_temperature` with their default mean), so the
+    heating schedule can be checked against it; ``error_code``.
+    """
+
+    name = "outdoor_sensor"
+
+    def __init__(self, seed: int, utc_offset: float = 10800.0, outdoor_mean_c: float = -5.0) -> None:
+        """Follow the site's weather; the seed draws nothing (there is one weather per site)."""
+        super().__init__(seed)
+        self.utc_offset = float(utc_offset)
+        self.outdoor_mean_c = outdoor_mean_c
+
+    def _compute(self, t: float) -> dict[str, float]:
+        return {"t_outdoor_c": outdoor_temperature(t, self.utc_offset, self.outdoor_mean_c), "error_code": 0.0}
+
+
 class ElectricityMeter(BaseModel):
     """An apartment two-tariff electricity meter.
 
@@ -502,6 +557,8 @@ class BuildingElectricity(BuildingMeter):
 SINGLE_MODELS = ("water_meter", "heat_meter", "electricity_meter")
 BUILDING_MODELS = ("building_water", "building_heat", "building_electricity")
 MODELS = SINGLE_MODELS + BUILDING_MODELS
+#: Instruments that are not meters.
+SENSOR_MODELS = ("outdoor_sensor",)
 
 
 def _opt_float(options: Mapping[str, Any], key: str) -> float | None:
@@ -536,6 +593,8 @@ def create_model(
         return HeatMeter(seed, utc_offset, _opt_float(options, "nominal_flow_m3h"))
     if model == "electricity_meter":
         return ElectricityMeter(seed, utc_offset, _opt_float(options, "scale"))
+    if model == "outdoor_sensor":
+        return OutdoorSensor(seed, utc_offset)
     if model in BUILDING_MODELS:
         losses = _opt_float(options, "losses")
         losses = DEFAULT_LOSSES[model] if losses is None else losses
@@ -544,4 +603,4 @@ def create_model(
         if model == "building_heat":
             return BuildingHeat(seed, members, HeatMeter(seed, utc_offset), losses)
         return BuildingElectricity(seed, members, ElectricityMeter(seed, utc_offset), losses)
-    raise ValueError(f"unknown simulation model {model!r} (expected one of {', '.join(MODELS)})")
+    raise ValueError(f"unknown simulation model {model!r} (expected one of {', '.join(MODELS + SENSOR_MODELS)})")

@@ -63,6 +63,11 @@ GATEWAY_TARGET_FAILED = 0x0B
 #: engineer's "break this meter" button in the demo.
 FAULTS = ("normal", "silent", "exception", "corrupt_crc", "slow")
 _FLOAT_TYPES = frozenset({"f32", "f64"})
+_F32_MAX = 3.4028234663852886e38
+#: Raw values each integer type can hold (BCD: the decimal digits it has).
+_RAW_RANGE = {"u16": (0, 0xFFFF), "i16": (-0x8000, 0x7FFF), "u32": (0, 0xFFFFFFFF),
+              "i32": (-0x80000000, 0x7FFFFFFF), "u64": (0, (1 << 64) - 1), "i64": (-(1 << 63), (1 << 63) - 1),
+              "bcd16": (0, 9999), "bcd32": (0, 99_999_999)}
 #: Distinct (function, start, count) plans kept per device; a master that
 #: walks the whole address space must not grow memory without bound.
 _PLAN_CACHE_SIZE = 1024
@@ -192,6 +197,34 @@ class SimDevice:
     def delay(self) -> float:
         """Return the extra seconds this device takes to answer (``slow`` fault)."""
         return self.slow_delay if self._fault == "slow" else 0.0
+
+    def encode_value(self, name: str, value: float) -> bytes:
+        """Return the registers a point would hold for ``value``, encoded as every read encodes it.
+
+        Raise KeyError for a point the device does not have and ValueError
+        for a value its type and scale cannot hold (a meter cannot show it).
+        """
+        points = [p for p in self.points if p.tag == name]
+        if not points:
+            known = ", ".join(sorted({p.tag for p in self.points})) or "none"
+            raise KeyError(f"device {self.name or self.address!r} has no point {name!r} (its points: {known})")
+        if not math.isfinite(value):
+            raise ValueError(f"point {name!r}: {value} is not a finite number")
+        encoded = b""
+        for point in points:
+            raw = (value - point.offset) / point.scale
+            if point.type in _FLOAT_TYPES:
+                if point.type == "f32" and abs(raw) > _F32_MAX:
+                    raise ValueError(f"point {name!r}: {value:g} is out of range of {point.type}")
+            else:
+                raw = round(raw)
+                low, high = _RAW_RANGE[point.type]
+                if not low <= raw <= high:
+                    ends = sorted((low * point.scale + point.offset, high * point.scale + point.offset))
+                    raise ValueError(f"point {name!r} ({point.type}, scale {point.scale:g}) cannot hold {value:g}; "
+                                     f"it holds {ends[0]:g} to {ends[1]:g}")
+            encoded = encode_raw(raw, point.type, point.word_order)
+        return encoded
 
     def _plan(self, function: int, start: int, count: int) -> tuple[bool, tuple[_Entry, ...]] | None:
         """Return how to fill a read of ``count`` registers, or None if any register is unmapped."""

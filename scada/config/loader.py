@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from .alarms import RULE_MODELS, RULE_TYPES, AlarmSettings, RuleConfig, site_tags
 from .messages import describe_error
 from .model import (
     ApiConfig,
@@ -32,6 +33,7 @@ from .model import (
     ProfileConfig,
     SiteConfig,
     SiteInfo,
+    StoreConfig,
 )
 from .problems import (
     ConfigError,
@@ -44,6 +46,9 @@ from .problems import (
     sort_problems,
 )
 from .validators import (
+    check_alarm_names,
+    check_alarm_references,
+    check_profile_status,
     check_addresses,
     check_channel_names,
     check_device_kinds,
@@ -60,7 +65,7 @@ from .yaml_lines import load_yaml
 #: Profiles shipped with the project, ``<repo>/config/profiles/<name>.yaml``.
 BUILTIN_PROFILES_DIR = FsPath(__file__).resolve().parents[2] / "config" / "profiles"
 #: The sections a site file may have (the YAML contract).
-SITE_KEYS = ("site", "history", "api", "simulate", "channels", "profiles")
+SITE_KEYS = ("site", "history", "api", "store", "simulate", "channels", "profiles", "alarm_settings", "alarms")
 
 _BOOL = TypeAdapter(bool, config=ConfigDict(strict=True))
 _NAME = TypeAdapter(Name, config=ConfigDict(strict=True))
@@ -146,21 +151,31 @@ class _Run:
         # An empty section (`history:` with everything commented out) means defaults.
         history = self._validate(HistoryConfig, _or(data.get("history"), {}), self.file, ("history",))
         api = self._validate(ApiConfig, _or(data.get("api"), {}), self.file, ("api",))
+        store = self._validate(StoreConfig, _or(data.get("store"), {}), self.file, ("store",))
         simulate = self._validate(_BOOL, data.get("simulate", False), self.file, ("simulate",))
         channels, devices, extent = self._channels(_or(data.get("channels"), []))
         profiles, broken = self._inline_profiles(_or(data.get("profiles"), {}))
         searched = self._file_profiles(devices, profiles, broken)
         self._cross_check(channels, devices, extent, profiles, broken, searched)
-        if any(p.is_error for p in self.problems) or None in (site, history, api, simulate):
+        alarm_settings = self._validate(AlarmSettings, _or(data.get("alarm_settings"), {}), self.file,
+                                        ("alarm_settings",))
+        raw_channels = _or(data.get("channels"), [])
+        complete = isinstance(raw_channels, list) and len(channels) == len(raw_channels) and all(
+            extent[id(channel)] == "complete" for channel in channels)
+        alarms = self._alarms(_or(data.get("alarms"), []), channels, profiles, complete)
+        if any(p.is_error for p in self.problems) or None in (site, history, api, store, simulate):
             return None
         return SiteConfig.model_validate(
             {
                 "site": site,
                 "history": history,
                 "api": api,
+                "store": store,
                 "simulate": simulate,
                 "channels": channels,
                 "profiles": profiles,
+                "alarm_settings": alarm_settings,
+                "alarms": alarms,
                 "source": self.file,
             }
         )
@@ -198,6 +213,13 @@ class _Run:
             return self.error(file, 1, f"YAML error: {exc}")
         except RecursionError:
             return self.error(file, 1, "YAML nesting is too deep")
+        except ValueError as exc:
+            # PyYAML builds dates itself: `next_verification: 2026-13-10` looks like one but is none.
+            line, value = _bad_timestamp(text)
+            if not value:
+                return self.error(file, 1, f"YAML error: {exc}")
+            return self.error(file, line, f"{show_value(value)} is not a valid date or time ({exc}); "
+                                          "quote it if it is meant as text")
         self.problems.extend(problems)
         self._lines[file] = lines
         self.smap.add_file(file, lines)
@@ -223,6 +245,9 @@ class _Run:
         except ValidationError as exc:
             lines = self._lines.get(file, {})
             for error in exc.errors(include_url=False):
+                at = (error.get("ctx") or {}).get("at")
+                if at:  # a custom error about one key of the model (see scada.config.alarms)
+                    error = {**error, "loc": (*error["loc"], *at)}
                 loc = tuple(error["loc"])
                 if items_failed and (
                     (loc == (items_failed,) and error["type"] == "too_short")
@@ -309,6 +334,8 @@ class _Run:
                 self.smap.add(archive.timestamp, file, where + ("timestamp",))
                 for number, point in enumerate(archive.points):
                     self.smap.add(point, file, where + ("points", number))
+            for index, status in enumerate(profile.status):
+                self.smap.add(status, file, path + ("status", index))
         return profile
 
     def _inline_profiles(self, raw: Any) -> tuple[dict[str, ProfileConfig], set[str]]:
@@ -362,6 +389,43 @@ class _Run:
                 break
         return "inline profiles, " + " and ".join(f"{d}/<name>.yaml" for d in directories)
 
+    def _alarms(self, raw: Any, channels: list[ChannelConfig], profiles: dict[str, ProfileConfig],
+                complete: bool) -> list[RuleConfig]:
+        """Validate the ``alarms:`` list rule by rule, then check names and references.
+
+        References are only checked when every channel and device validated
+        (``complete``): a device with an error of its own is not "unknown".
+        """
+        if not isinstance(raw, list):
+            line = nearest_line(self._lines[self.file], ("alarms",))
+            self.error(self.file, line, f"alarms: expected a list of rules, got {show_value(raw)}")
+            return []
+        rules = []
+        lines = self._lines[self.file]
+        for index, raw_rule in enumerate(raw):
+            path = ("alarms", index)
+            kind = raw_rule.get("type") if isinstance(raw_rule, dict) else None
+            if isinstance(raw_rule, dict) and kind not in RULE_MODELS:
+                if "type" not in raw_rule:
+                    message = f"{format_path(path)}: missing required key 'type' ({', '.join(RULE_TYPES)})"
+                    self.error(self.file, nearest_line(lines, path), message)
+                else:
+                    message = (f"{format_path(path + ('type',))}: {show_value(kind)} is not a rule type; "
+                               f"use one of {', '.join(RULE_TYPES)}")
+                    close = difflib.get_close_matches(str(kind), RULE_TYPES, n=1)
+                    if close:
+                        message += f" (did you mean {close[0]!r}?)"
+                    self.error(self.file, nearest_line(lines, path + ("type",)), message)
+                continue
+            # A rule that is not a mapping gets the model's own "expected a mapping".
+            rule = self._validate(RULE_MODELS.get(kind, RULE_MODELS["limit"]), raw_rule, self.file, path)
+            if rule is not None:
+                rules.append(rule)
+        self.problems.extend(check_alarm_names(rules, self.smap))
+        if complete:
+            self.problems.extend(check_alarm_references(rules, site_tags(channels, profiles), self.smap))
+        return rules
+
     def _cross_check(
         self,
         channels: list[ChannelConfig],
@@ -380,6 +444,7 @@ class _Run:
         for name, profile in profiles.items():
             found += check_profile_registers(name, profile, smap)
             found += check_profile_archives(name, profile, smap)
+            found += check_profile_status(name, profile, smap)
         for channel in channels:
             found += check_addresses(channel, smap)
             if extent[id(channel)] == "devices":
@@ -391,6 +456,32 @@ class _Run:
             # counting terminators on a partial list would mislead.
             if extent[id(channel)] == "complete":
                 found += check_termination(channel, smap)
+
+
+def _bad_timestamp(text: str) -> tuple[int, str]:
+    """Return the line and text of the first YAML date or time that cannot be built, else (1, "")."""
+    timestamp = "tag:yaml.org,2002:timestamp"
+    try:
+        stack = [yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))]
+    except (yaml.YAMLError, RecursionError):
+        return 1, ""
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == timestamp:
+                try:
+                    yaml.SafeLoader("").construct_yaml_timestamp(node)
+                except ValueError:
+                    return node.start_mark.line + 1, node.value
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(item for pair in reversed(node.value) for item in reversed(pair))
+    return 1, ""
 
 
 def _or(value: Any, default: Any) -> Any:

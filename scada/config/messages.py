@@ -67,7 +67,10 @@ def describe_error(error: dict[str, Any], root: Any, path: Path) -> str:
 
 
 #: PydanticCustomError kinds raised by model validators in scada.config.model.
-_OWN = frozenset({"influx_v2", "influx_auth"})
+_OWN = frozenset({"influx_v2", "influx_auth"}) | frozenset({
+    # scada.config.alarms
+    "alarm_levels", "alarm_order", "alarm_level_priority", "alarm_subject", "alarm_table",
+    "status_bit", "status_priority"})
 
 
 def _unwrap(annotation: Any) -> Any:

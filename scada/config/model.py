@@ -26,7 +26,9 @@ from channels.modbus.points import TYPE_REGISTERS
 from channels.modbus.timing import STANDARD_BAUDRATES
 
 
+from .alarms import AlarmRuleConfig, AlarmSettings, PointAlarmConfig, StatusConfig, VerificationDate
 from .durations import parse_duration, parse_size
+from .notify import NotificationsConfig
 from .problems import show_value
 
 #: Registers a value of each point type occupies (the codec's own table).
@@ -264,6 +266,11 @@ class ApiConfig(_Model):
     """The ``api:`` section: where the HTTP API and HMI listen."""
 
     listen: HostPort = "127.0.0.1:8080"
+    #: Require a login or an API token on every endpoint but /health and /login.
+    #: ``false`` lets anyone act as admin: for a demo on a closed machine only.
+    auth: bool = True
+    #: How long a login session lasts.
+    session_ttl: PositiveDuration = 12 * 3600.0
 
     @property
     def host(self) -> str:
@@ -356,6 +363,8 @@ class DeviceConfig(_Model):
     termination: bool = False
     enabled: bool = True
     description: str = ""
+    #: Date of the meter's next verification (поверка); ``verification`` alarm rules watch it.
+    next_verification: Optional[VerificationDate] = None
     sim: Optional[dict[str, Any]] = Field(default=None, strict=False)
 
 
@@ -414,6 +423,8 @@ with warnings.catch_warnings():
         unit: str = ""
         deadband: Annotated[float, AfterValidator(_check_finite), AfterValidator(_check_not_negative)] = 0.0
         description: str = ""
+        #: Limits on this point of every device using the profile (a rule named ``<profile>.<point>``).
+        alarm: Optional[PointAlarmConfig] = None
 
         @property
         def count(self) -> int:
@@ -454,6 +465,8 @@ class RecordConfig(_Model):
     unit: str = ""
     deadband: Annotated[float, AfterValidator(_check_finite), AfterValidator(_check_not_negative)] = 0.0
     description: str = ""
+    #: Limits on this record of every meter using the profile (a rule named ``<profile>.<record>``).
+    alarm: Optional[PointAlarmConfig] = None
 
     @model_validator(mode="after")
     def _identified(self) -> RecordConfig:
@@ -581,6 +594,8 @@ class ProfileConfig(_Model):
     points: list[PointConfig] = []
     records: list[RecordConfig] = []
     archives: list[ArchiveConfig] = []
+    #: Which bits of which points are device status flags (leak, tamper…).
+    status: list[StatusConfig] = []
 
     @model_validator(mode="after")
     def _one_kind(self) -> ProfileConfig:
@@ -600,14 +615,26 @@ class ProfileConfig(_Model):
         return "mbus" if self.records else "modbus"
 
 
+class StoreConfig(_Model):
+    """The ``store:`` section: the operational SQLite file (alarm journal, users, tokens, sessions)."""
+
+    #: Relative to the working directory, like ``history.path``.
+    path: Annotated[str, Field(min_length=1)] = "var/scada.db"
+
+
 class SiteConfig(_Model):
     """A whole site file, with every referenced profile resolved."""
 
     site: SiteInfo
     history: HistoryConfig = HistoryConfig()
     api: ApiConfig = ApiConfig()
+    store: StoreConfig = StoreConfig()
     simulate: bool = False
     channels: list[ChannelConfig] = []
     profiles: dict[Name, ProfileConfig] = {}
+    notifications: NotificationsConfig = NotificationsConfig()
+    alarm_settings: AlarmSettings = AlarmSettings()
+    #: Alarm rules (see :mod:`scada.config.alarms`); profiles add their ``alarm:`` shortcuts.
+    alarms: list[AlarmRuleConfig] = []
     #: The file this configuration was loaded from ("" if built in code).
     source: SkipJsonSchema[str] = ""

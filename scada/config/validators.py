@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 from typing import Collection, Iterable, Mapping
 
+from .alarms import SiteTags, RuleConfig, resolve, status_point_problem
 from .budget import plan_reads, requests_bus_time
 from .model import ChannelConfig, DeviceConfig, ProfileConfig
 from .problems import Problem, SourceMap, show_value
@@ -417,3 +418,58 @@ def check_poll_budget(
         f"bus time at {transport.baudrate} Bd but the shortest poll period is {shortest:g} s"
     )
     return [smap.problem(channel, (), message, "warning")]
+
+
+def check_alarm_names(rules: Iterable[RuleConfig], smap: SourceMap) -> list[Problem]:
+    """Report alarm rule names used more than once (alarm ids are ``<rule>:<tag>``)."""
+    problems = []
+    first: dict[str, object] = {}
+    for rule in rules:
+        if rule.name in first:
+            message = (f"{smap.where(rule, 'name')}: duplicate alarm rule name {rule.name!r} "
+                       f"(first at line {smap.line(first[rule.name], 'name')})")
+            problems.append(smap.problem(rule, ("name",), message))
+        else:
+            first[rule.name] = rule
+    return problems
+
+
+def check_alarm_references(rules: Iterable[RuleConfig], site: SiteTags, smap: SourceMap) -> list[Problem]:
+    """Report tags and devices that alarm rules name but the site does not have.
+
+    Matching is :func:`scada.config.alarms.resolve`'s, the rule builder's
+    own: an unknown name or a glob that matches nothing is an error naming
+    the rule and the reference; a tag of an M-Bus meter mapped
+    automatically cannot be checked and is accepted with a warning.
+    """
+    problems = []
+    for rule in rules:
+        for finding in resolve(rule, site).findings:
+            message = f"{smap.where(rule, *finding.at)}: {finding.message}"
+            problems.append(smap.problem(rule, finding.at, message, finding.severity))
+    return problems
+
+
+def check_profile_status(name: str, profile: ProfileConfig, smap: SourceMap) -> list[Problem]:
+    """Check a profile's ``status:`` declarations against its points.
+
+    Each names an existing point (for M-Bus also ``status``, the header
+    byte) wide enough for its bits, an integer for Modbus, and no point is
+    declared twice (its alarms would be counted twice).
+    """
+    problems = []
+    seen: dict[str, object] = {}
+    for status in profile.status:
+        if status.point in seen:
+            message = (f"{smap.where(status, 'point')}: point {status.point!r} has status flags declared twice "
+                       f"in profile {name!r} (first at line {smap.line(seen[status.point], 'point')}); "
+                       "put all its bits in one entry")
+            problems.append(smap.problem(status, ("point",), message))
+            continue
+        seen[status.point] = status
+        wrong = status_point_problem(profile, status)
+        if wrong is not None:
+            at, text = wrong
+            message = f"{smap.where(status, *at)}: profile {name!r}: {text}"
+            problems.append(smap.problem(status, at, message))
+    return problems

@@ -181,12 +181,16 @@ RS485 = [c for c in DEMO.channels if c.type == "modbus-rtu"]
 
 
 def test_demo_has_two_rs485_buildings_of_22_meters_and_one_on_mbus():
-    """Two RS-485 segments, each with 4 building meters and 18 apartment meters; an M-Bus building."""
+    """Two RS-485 segments, each with 4 building meters and 18 apartment meters; an M-Bus building.
+
+    Building 1's segment also carries the district's outdoor temperature sensor.
+    """
     field = SimulatedField(DEMO, Clock())
     assert list(field.channels) == ["b1-rs485", "b2-rs485", "b3-mbus"]
     for name in ("b1-rs485", "b2-rs485"):
         ch = field.channels[name]
-        assert len(ch.devices) == 22
+        meters = [d for d in ch.devices.values() if d.name != "weather"]
+        assert len(meters) == 22
         prefix = name.split("-")[0]
         assert isinstance(field.devices[f"{prefix}-heat"].model, HeatMeter)
         assert isinstance(field.devices[f"{prefix}-el"].model, BuildingElectricity)
@@ -194,7 +198,7 @@ def test_demo_has_two_rs485_buildings_of_22_meters_and_one_on_mbus():
     mbus = field.channels["b3-mbus"].devices.values()
     assert {m.kind for m in mbus} == {"heat", "cold_water", "warm_water"}
     assert field.devices["b3-heat"].ident == 24310051 and field.devices["b3-heat-gvs"].ident == 24310052
-    assert len(field.devices) == 44 + 6
+    assert len(field.devices) == 44 + 1 + 6
 
 
 def test_demo_has_one_terminated_device_per_segment():
@@ -243,5 +247,5 @@ def test_demo_passes_the_site_config_checks():
     cfg, problems = loader.load_config(str(DEMO_PATH))
     assert [str(p) for p in problems] == []
     field = SimulatedField(cfg, Clock())
-    assert len(field.devices) == 50
+    assert len(field.devices) == 51
     assert isinstance(field.devices["b2-cold"].model, BuildingWater)
