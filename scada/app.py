@@ -64,6 +64,10 @@ class Runtime:
         self.tags = TagTable()
         self.field = None
         base = Path(base_dir) if base_dir is not None else Path.cwd()
+        from scada.store import OpsStore
+
+        #: The operational store: alarm journal and states, users, API tokens, login sessions.
+        self.store = OpsStore(base / cfg.store.path, clock=reactor.seconds)
         serial_over: dict[str, str] = {}
         tcp_over: dict[str, tuple[str, int]] = {}
         if cfg.simulate:
@@ -175,6 +179,7 @@ class Runtime:
         attempt("history", self.historian.close)
         if self.field is not None:
             attempt("simulator", self.field.stop)
+        attempt("store", self.store.close)
         if problems:
             for problem in problems:
                 log.error("while stopping: %s", problem)

@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
         from scada.config import ApiConfig
 
         try:
-            cfg = cfg.model_copy(update={"api": ApiConfig(listen=args.listen)})
+            cfg = cfg.model_copy(update={"api": ApiConfig(**(cfg.api.model_dump() | {"listen": args.listen}))})
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
             print(f"--listen {args.listen!r}: {reason}", file=sys.stderr)
@@ -229,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
-    from scada import cli_mbus
+    from scada import cli_mbus, cli_users
 
     cli_mbus.add_parser(sub)
+    cli_users.add_parser(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ from sanic import Sanic
 from sanic.exceptions import SanicException
 from sanic.response import json
 
+from scada.api import auth as api_auth
 from scada.api.v1 import bp as v1_blueprint
 from tags.historian import StoreUnavailable
 
@@ -27,6 +28,8 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.ctx.runtime = runtime
+    # Authentication first: its middleware checks every route registered after it too.
+    api_auth.install(app)
     app.blueprint(v1_blueprint)
 
     async def on_error(request, exception):
@@ -47,4 +50,6 @@ def build_app(runtime, name: str | None = None) -> Sanic:
         return json({"error": message}, status=status)
 
     app.error_handler.add(Exception, on_error)
+    # Last: refuse to build an app with a route that does not say who may call it.
+    api_auth.check_routes(app)
     return app

@@ -8,6 +8,7 @@ from sanic.response import json
 
 from channels.archive import standard_offset
 from scada import gaps as gap_report
+from scada.api.auth import DATA, PUBLIC, READ, roles
 from scada.config import parse_duration
 from tags.timefmt import iso_utc, parse_iso
 
@@ -41,6 +42,7 @@ def _iso(ts):
 
 
 @bp.get("/health")
+@roles(PUBLIC)
 async def health(request):
     """Say the process is alive, with uptime and a summary per channel."""
     rt = _runtime(request)
@@ -76,6 +78,7 @@ def _history_health(historian) -> dict:
 
 
 @bp.get("/tags")
+@roles(DATA)
 async def tags(request):
     """List current values, optionally those whose name starts with ``prefix``."""
     prefix = request.args.get("prefix", "")
@@ -83,6 +86,7 @@ async def tags(request):
 
 
 @bp.get("/tags/<name:str>")
+@roles(DATA)
 async def tag(request, name: str):
     """Return one tag's current value."""
     state = _runtime(request).tags.get(name)
@@ -114,6 +118,7 @@ def _range_args(request, now: float, default_span: float) -> tuple[float, float]
 
 
 @bp.get("/tags/<name:str>/history")
+@roles(DATA)
 async def history(request, name: str):
     """Return a tag's history, raw or aggregated per ``every`` interval."""
     rt = _runtime(request)
@@ -152,6 +157,7 @@ async def history(request, name: str):
 
 
 @bp.get("/devices")
+@roles(DATA)
 async def devices(request):
     """Return communication statistics per device."""
     out = []
@@ -171,6 +177,7 @@ GAPS_SPAN_S = 7 * 86400
 
 
 @bp.get("/devices/<name:str>/gaps")
+@roles(DATA)
 async def device_gaps(request, name: str):
     """List, per archive of a device, the slots between ``from`` and ``to`` without usable history.
 
@@ -207,6 +214,7 @@ async def device_gaps(request, name: str):
 
 
 @bp.get("/channels")
+@roles(READ)
 async def channels(request):
     """Return per-segment statistics: transactions/s, utilisation, termination."""
     return json({"channels": [ch.health() for ch in _runtime(request).channels]})

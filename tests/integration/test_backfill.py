@@ -65,7 +65,7 @@ def test_silence_is_backfilled_from_the_meter_archive(tmp_path):
         assert match, sim.stderr.read() if sim.poll() is not None else ""
         port = free_port()
         site = tmp_path / "site.yaml"
-        site.write_text(FIELD.format(gw=match.group(2)) + f"api: {{listen: 127.0.0.1:{port}}}\n"
+        site.write_text(FIELD.format(gw=match.group(2)) + f"api: {{listen: 127.0.0.1:{port}, auth: false}}\n"
                         "history: {path: var/history.db}\n")
         run = subprocess.Popen(SCADA + ["run", "-c", str(site)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

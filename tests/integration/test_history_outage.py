@@ -50,7 +50,7 @@ def _site(tmp: Path, influx_url: str) -> tuple[Path, str]:
           flush_interval: 200ms
           timeout: 2s
           queue: {{path: var/queue, alarm_backlog: 50}}
-        api: {{listen: 127.0.0.1:{port}}}
+        api: {{listen: 127.0.0.1:{port}, auth: false}}
         simulate: true
         channels:
           - name: seg
@@ -196,7 +196,7 @@ def test_six_hours_missed_are_backfilled_into_influxdb(influxd, tmp_path):
     (tmp_path / "site.yaml").write_text(textwrap.dedent(f"""\
         site: {{name: backfill test, timezone: Europe/Moscow}}
         history: {{backend: influxdb, url: {influxd.url}, flush_interval: 200ms, queue: {{path: var/queue}}}}
-        api: {{listen: 127.0.0.1:{port}}}
+        api: {{listen: 127.0.0.1:{port}, auth: false}}
         simulate: true
         channels:
           - name: seg

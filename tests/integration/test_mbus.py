@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 SITE = """\
 site: {{name: mbus test, timezone: Europe/Moscow}}
 history: {{backend: sqlite, path: var/history.db, flush_interval: 200ms}}
-api: {{listen: 127.0.0.1:{port}}}
+api: {{listen: 127.0.0.1:{port}, auth: false}}
 simulate: true
 channels:
   - name: bus

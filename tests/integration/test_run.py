@@ -60,7 +60,7 @@ def site(tmp_path_factory):
     (tmp / "site.yaml").write_text(textwrap.dedent(f"""\
         site: {{name: run test, timezone: Europe/Moscow}}
         history: {{backend: sqlite, path: var/history.db, flush_interval: 200ms}}
-        api: {{listen: 127.0.0.1:{port}}}
+        api: {{listen: 127.0.0.1:{port}, auth: false}}
         simulate: true
         channels:
           - name: seg

@@ -67,7 +67,7 @@ def test_poll_over_tcp_gateway_and_modbus_tcp(tmp_path):
         port = free_port()
         site = tmp_path / "site.yaml"
         site.write_text(FIELD.format(gw=endpoints["gw"], mt=endpoints["mtcp"])
-                        + f"api: {{listen: 127.0.0.1:{port}}}\nhistory: {{path: h.db}}\n")
+                        + f"api: {{listen: 127.0.0.1:{port}, auth: false}}\nhistory: {{path: h.db}}\n")
         run = subprocess.Popen(SCADA + ["run", "-c", str(site)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}/api/v1"

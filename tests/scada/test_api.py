@@ -22,6 +22,7 @@ T0 = parse_iso("2026-11-19T08:00:00Z")
 
 SITE = textwrap.dedent("""\
     site: {name: api test}
+    api: {auth: false}  # these tests are about the data; tests/scada/test_api_roles.py covers auth
     history: {backend: sqlite, path: history.db}
     channels:
       - name: gw

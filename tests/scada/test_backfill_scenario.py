@@ -27,6 +27,7 @@ from tests.scada.sim_wire import SimWire, run_until
 
 SITE = textwrap.dedent("""\
     site: {name: back-fill, timezone: Europe/Moscow}
+    api: {auth: false}  # these tests are about the data; tests/scada/test_api_roles.py covers auth
     history: {backend: sqlite, path: var/history.db, flush_interval: 30s}
     channels:
       - name: bus

@@ -20,6 +20,7 @@ from tags.timefmt import parse_iso
 NOW = parse_iso("2026-11-21T12:20:00Z")
 SITE = textwrap.dedent("""\
     site: {name: gaps test, timezone: Europe/Moscow}
+    api: {auth: false}  # these tests are about the data; tests/scada/test_api_roles.py covers auth
     history: {backend: sqlite, path: var/history.db}
     channels:
       - name: gw

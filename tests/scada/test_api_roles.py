@@ -1,0 +1,606 @@
+"""API authorisation: every route × every role, 401s, login/logout/cookie/lockout, WebSockets, auth off.
+
+Runs over Sanic's ASGI client on a runtime driven by ``task.Clock`` (no ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+import re
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+from argon2 import PasswordHasher
+from sanic import Blueprint
+from twisted.internet.task import Clock
+
+from scada import auth
+from scada.api import build_app
+from scada.api import auth as api_auth
+from scada.app import Runtime
+from scada.config import load_config
+from tags.timefmt import iso_utc, parse_iso
+
+T0 = parse_iso("2026-11-19T08:00:00Z")
+FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+PASSWORD = "correct horse battery"
+
+SITE = textwrap.dedent("""\
+    site: {{name: roles test}}
+    history: {{backend: sqlite, path: history.db}}
+    api: {api}
+    channels:
+      - name: gw
+        type: modbus-rtu
+        transport: {{tcp: 127.0.0.1:1}}
+        devices:
+          - {{name: m1, address: 1, profile: generic_water_meter, poll: 10s}}
+    """)
+
+#: What the contract says about the endpoints that exist today.
+EXPECTED = {
+    ("GET", "/api/v1/health"): auth.PUBLIC,
+    ("POST", "/api/v1/login"): auth.PUBLIC,
+    ("POST", "/api/v1/logout"): auth.ANYONE,
+    ("GET", "/api/v1/me"): auth.ANYONE,
+    ("GET", "/api/v1/tags"): auth.DATA,
+    ("GET", "/api/v1/tags/<name:str>"): auth.DATA,
+    ("GET", "/api/v1/tags/<name:str>/history"): auth.DATA,
+    ("GET", "/api/v1/devices"): auth.DATA,
+    ("GET", "/api/v1/devices/<name:str>/gaps"): auth.DATA,
+    ("GET", "/api/v1/channels"): auth.READ,
+}
+
+
+def contract(method: str, path: str):
+    """Return the roles the contract gives a route, or None where only its declaration says."""
+    if (method, path) in EXPECTED:
+        return EXPECTED[method, path]
+    if path.startswith("/api/v1/alarms"):
+        if method == "GET":
+            return auth.READ
+        if path.endswith(("/out_of_service", "/in_service")):
+            return auth.ENGINEERING
+        return auth.ACT
+    if path == "/api/v1/live":
+        return auth.READ
+    if path.startswith("/api/v1/sim/"):
+        return auth.ENGINEERING
+    return None
+
+
+@dataclass
+class Reply:
+    """An HTTP answer as the ASGI app sent it."""
+
+    status: int
+    raw_headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def json(self):
+        return jsonlib.loads(self.body) if self.body else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers by lower-case name (the last one of a name wins)."""
+        return dict(self.raw_headers)
+
+    def header_list(self, name: str) -> list[str]:
+        return [value for key, value in self.raw_headers if key == name]
+
+
+@dataclass
+class Site:
+    runtime: Runtime
+    app: object
+    loop: asyncio.AbstractEventLoop
+    clock: Clock
+    tokens: dict[str, str]
+
+    def start(self) -> None:
+        """Start the app (routes, middleware, listeners) once, as the test client does on each request."""
+        self.loop.run_until_complete(self.app.asgi_client.get("/api/v1/health"))
+
+    def call(self, method: str, path: str, token: str | None = None, body=None, headers=None, cookie=None) -> Reply:
+        """Make one request straight through the ASGI app (no cookies kept between calls)."""
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if cookie is not None:
+            headers["Cookie"] = f"{api_auth.COOKIE}={cookie}"
+        if body is not None and not isinstance(body, bytes):
+            body = (body if isinstance(body, str) else jsonlib.dumps(body)).encode()
+        return self.loop.run_until_complete(_http(self.app, method, path, headers, body or b""))
+
+    def login(self, username: str, password: str = PASSWORD) -> Reply:
+        return self.call("POST", "/api/v1/login", body={"username": username, "password": password})
+
+    def websocket(self, path: str, query: str = "", headers=None) -> list[dict]:
+        """Open a WebSocket through the ASGI app; return what the app sent (an HTTP answer if refused)."""
+        return self.loop.run_until_complete(asyncio.wait_for(_ws(self.app, path, query, headers or {}), 5))
+
+
+def _scope(kind: str, method: str, path: str, headers: dict) -> dict:
+    path, _, query = path.partition("?")
+    return {"type": kind, "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+            "scheme": "ws" if kind == "websocket" else "http", "path": path, "raw_path": path.encode(),
+            "query_string": query.encode(), "root_path": "",
+            "headers": [(b"host", b"localhost")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080), "subprotocols": []}
+
+
+async def _http(app, method: str, path: str, headers: dict, body: bytes) -> Reply:
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(_scope("http", method, path, headers), receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return Reply(start["status"], [(k.decode().lower(), v.decode()) for k, v in start["headers"]],
+                 b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+async def _ws(app, path: str, query: str, headers: dict) -> list[dict]:
+    sent: list[dict] = []
+    inbox: asyncio.Queue = asyncio.Queue()
+    inbox.put_nowait({"type": "websocket.connect"})
+
+    async def receive():
+        return await inbox.get()
+
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "websocket.send":
+            inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
+    await app(_scope("websocket", "GET", path + ("?" + query if query else ""), headers), receive, send)
+    return sent
+
+
+def _ws_status(sent: list[dict]) -> int:
+    """101 if the WebSocket was accepted, else the HTTP status it was refused with."""
+    for message in sent:
+        if message["type"] == "websocket.accept":
+            return 101
+        if message["type"] == "http.response.start":
+            return message["status"]
+    raise AssertionError(f"neither accepted nor refused: {sent}")
+
+
+def _ws_body(sent: list[dict]) -> dict:
+    return jsonlib.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+def _build(tmp_path, api: str = "{}", extend=None) -> Site:
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE.format(api=api))
+    cfg, _ = load_config(site)
+    clock = Clock()
+    clock.advance(T0)
+    runtime = Runtime(cfg, clock, base_dir=tmp_path)
+    tokens = {}
+    for role in auth.ROLES:
+        tokens[role] = auth.new_api_token()
+        runtime.store.add_token(f"{role}-token", role, auth.token_hash(tokens[role]))
+    app = build_app(runtime)
+    if extend is not None:
+        extend(app)
+    return Site(runtime, app, asyncio.new_event_loop(), clock, tokens)
+
+
+@pytest.fixture()
+def make_site(tmp_path, monkeypatch):
+    """Return a builder of sites (auth on unless told); closes what it built."""
+    monkeypatch.setattr(auth, "PASSWORD_HASHER", FAST)
+    built: list[Site] = []
+
+    def make(api: str = "{}", extend=None) -> Site:
+        """Build a site; ``extend(app)`` may add routes before the app starts."""
+        folder = tmp_path / f"site{len(built)}"
+        folder.mkdir()
+        site = _build(folder, api, extend)
+        built.append(site)
+        site.start()
+        return site
+
+    yield make
+    for site in built:
+        site.runtime.historian.close()
+        site.runtime.store.close()
+        site.loop.close()
+
+
+@pytest.fixture()
+def site(make_site):
+    return make_site()
+
+
+def _routes(app):
+    """Yield ``(method, path pattern, concrete path, route)`` for every route of the app."""
+    for route in app.router.routes:
+        pattern = "/" + route.path
+        parts = pattern.split("/")
+        for i, part in enumerate(parts):
+            if part.startswith("<"):
+                parts[i] = {"tags": "m1.volume_m3", "devices": "m1"}.get(parts[i - 1], "nothing-here")
+        for method in sorted(route.methods):
+            yield method, pattern, "/".join(parts), route
+
+
+def _request(site: Site, method: str, path: str, route, token: str | None, query: str = ""):
+    """Call a route (a WebSocket through the handshake); return (status, JSON body or None, headers)."""
+    if route.extra.websocket:
+        sent = site.websocket(path, query, {"Authorization": f"Bearer {token}"} if token else {})
+        status = _ws_status(sent)
+        return status, (_ws_body(sent) if status != 101 else None), {}
+    response = site.call(method, path, token=token, body={} if method in ("POST", "PUT", "PATCH") else None)
+    return response.status, response.json, response.headers
+
+
+def test_routes_declare_what_the_contract_says(site):
+    """Every route declares roles; the known ones declare exactly the contract's set (admin always in)."""
+    seen = set()
+    for method, pattern, _, route in _routes(site.app):
+        declared = api_auth.declared_roles(route)
+        assert declared is not None, pattern
+        seen.add((method, pattern))
+        expected = contract(method, pattern)
+        if expected is not None:
+            assert declared == frozenset(expected), (method, pattern, sorted(declared))
+        if declared != frozenset(auth.PUBLIC):
+            assert "admin" in declared
+    assert set(EXPECTED) <= seen, set(EXPECTED) - seen
+
+
+def test_role_matrix(site):
+    """For every route and every role: allowed roles get an answer (not 401/403, not 500); others get 403."""
+    checked = 0
+    for method, pattern, path, route in _routes(site.app):
+        declared = api_auth.declared_roles(route)
+        for role in auth.ROLES:
+            status, body, _ = _request(site, method, path, route, site.tokens[role])
+            if declared == frozenset(auth.PUBLIC) or role in declared:
+                assert status not in (401, 403) and status < 500, (method, pattern, role, status, body)
+            else:
+                assert status == 403, (method, pattern, role, status, body)
+                assert body["error"] == f"role {role!r} may not {method} {path}"
+            checked += 1
+    assert checked >= len(EXPECTED) * len(auth.ROLES)
+
+
+@pytest.mark.parametrize("credential", [None, "sct_not-a-token", "scs_not-a-session", "garbage", ""])
+def test_no_or_bad_credentials_are_401(site, credential):
+    """Every non-public route answers 401 with WWW-Authenticate: Bearer without valid credentials."""
+    for method, pattern, path, route in _routes(site.app):
+        status, body, headers = _request(site, method, path, route, credential)
+        if api_auth.declared_roles(route) == frozenset(auth.PUBLIC):
+            assert status != 401, (pattern, body)
+            continue
+        assert status == 401 and body["error"], (method, pattern, status, body)
+        if not route.extra.websocket:
+            assert headers["www-authenticate"].startswith("Bearer")
+
+
+def test_other_authorization_schemes_are_401(site):
+    """Basic auth or a bare token is not a Bearer token: 401 saying how to send one."""
+    for header in ("Basic YWxpY2U6eA==", site.tokens["admin"], "Bearer", "Bearer    "):
+        response = site.call("GET", "/api/v1/tags", headers={"Authorization": header})
+        assert response.status == 401 and "Bearer" in response.json["error"]
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    response = site.call("GET", "/api/v1/tags", headers={"Authorization": "bearer " + site.tokens["viewer"]})
+    assert response.status == 200
+
+
+def test_unknown_paths_stay_404(site):
+    """A path that does not exist is a JSON 404, with or without credentials."""
+    assert site.call("GET", "/api/v1/nothing").status == 404
+    assert site.call("GET", "/api/v1/nothing", token=site.tokens["viewer"]).status == 404
+
+
+def test_expired_and_revoked_tokens(site):
+    """A token past its expiry, or revoked, is a 401 that says which."""
+    token = auth.new_api_token()
+    site.runtime.store.add_token("short", "viewer", auth.token_hash(token), expires=T0 + 60)
+    assert site.call("GET", "/api/v1/tags", token=token).status == 200
+    site.clock.advance(60)
+    response = site.call("GET", "/api/v1/tags", token=token)
+    assert response.status == 401 and "'short' expired" in response.json["error"]
+    site.runtime.store.revoke_token("viewer-token")
+    assert site.call("GET", "/api/v1/tags", token=site.tokens["viewer"]).status == 401
+
+
+def test_me_for_a_token(site):
+    """/me names a token's principal token:<name> with its role."""
+    response = site.call("GET", "/api/v1/me", token=site.tokens["billing"])
+    assert response.json == {"user": "token:billing-token", "role": "billing", "token": "billing-token",
+                             "via": "token", "auth": True}
+
+
+def _add_user(site: Site, name: str, role: str, password: str = PASSWORD) -> None:
+    site.runtime.store.add_user(name, role, auth.hash_password(password))
+
+
+def _set_cookie(response) -> str:
+    cookies = [c for c in response.header_list("set-cookie") if c.startswith(api_auth.COOKIE + "=")]
+    assert len(cookies) == 1, response.headers
+    return cookies[0]
+
+
+def test_login_gives_a_session_usable_as_bearer_and_cookie(site):
+    """Login answers token, expiry, user and role, and sets an HttpOnly SameSite=Strict cookie on /."""
+    _add_user(site, "ivanov", "operator")
+    response = site.login("ivanov")
+    assert response.status == 200
+    body = response.json
+    assert body["user"] == "ivanov" and body["role"] == "operator" and body["token"].startswith("scs_")
+    assert body["expires"] == iso_utc(T0 + 12 * 3600)
+    cookie = _set_cookie(response)
+    assert f"{api_auth.COOKIE}={body['token']}" in cookie
+    attributes = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite=strict", "path=/"} <= attributes
+    assert "secure" not in attributes  # plain HTTP here; Secure only over HTTPS
+    for kwargs in ({"token": body["token"]}, {"cookie": body["token"]}):
+        me = site.call("GET", "/api/v1/me", **kwargs)
+        assert me.status == 200 and me.json["user"] == "ivanov" and me.json["via"] == "session"
+    # The store has only the hash.
+    path = site.runtime.store.path
+    for file in (path, path.with_name(path.name + "-wal")):
+        assert body["token"].encode() not in file.read_bytes()
+    assert auth.token_hash(body["token"]).encode() in b"".join(
+        f.read_bytes() for f in (path, path.with_name(path.name + "-wal")))
+    assert site.call("GET", "/api/v1/tags", cookie=body["token"]).status == 200
+
+
+def test_session_role_follows_the_user_and_expires(site):
+    """A role change applies at the next request; after api.session_ttl the session is a 401."""
+    _add_user(site, "petrov", "viewer")
+    token = site.login("petrov").json["token"]
+    assert site.call("GET", "/api/v1/channels", token=token).status == 200
+    site.runtime.store.set_role("petrov", "billing")
+    assert site.call("GET", "/api/v1/channels", token=token).status == 403
+    site.clock.advance(12 * 3600)
+    response = site.call("GET", "/api/v1/tags", token=token)
+    assert response.status == 401 and "expired" in response.json["error"]
+
+
+def test_bad_cookie_is_cleared(site):
+    """A stale session cookie is a 401 that also deletes the cookie."""
+    response = site.call("GET", "/api/v1/tags", cookie="scs_stale")
+    assert response.status == 401
+    assert "max-age=0" in _set_cookie(response).lower()
+
+
+def test_session_ttl_comes_from_the_config(make_site):
+    """api.session_ttl sets the session's life."""
+    site = make_site("{session_ttl: 30m}")
+    _add_user(site, "ivanov", "crew")
+    assert site.login("ivanov").json["expires"] == iso_utc(T0 + 1800)
+
+
+def test_logout_ends_the_session(site):
+    """Logout deletes the session (bearer and cookie stop working) and clears the cookie."""
+    _add_user(site, "ivanov", "crew")
+    token = site.login("ivanov").json["token"]
+    response = site.call("POST", "/api/v1/logout", cookie=token)
+    assert response.status == 200 and response.json == {"logged_out": True}
+    assert "max-age=0" in _set_cookie(response).lower()
+    assert site.call("GET", "/api/v1/me", token=token).status == 401
+    assert site.call("GET", "/api/v1/me", cookie=token).status == 401
+
+
+def test_logout_with_an_api_token_is_400(site):
+    """An API token is not a session: logout says how to revoke it instead."""
+    response = site.call("POST", "/api/v1/logout", token=site.tokens["viewer"])
+    assert response.status == 400 and "scada token revoke viewer-token" in response.json["error"]
+
+
+def test_wrong_user_and_wrong_password_look_the_same(site):
+    """Unknown user and wrong password: the same 401 and message."""
+    _add_user(site, "ivanov", "crew")
+    wrong_password = site.login("ivanov", "not the password")
+    no_user = site.login("nobody", PASSWORD)
+    assert wrong_password.status == no_user.status == 401
+    assert wrong_password.json == no_user.json == {"error": "wrong user name or password"}
+    assert wrong_password.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", {"username": "x"}, {"username": 1, "password": "p"},
+                                  {"username": "", "password": "p"}, {"username": "x", "password": None}])
+def test_malformed_login_is_400(site, body):
+    """A login body that is not {"username": str, "password": str} is a 400 saying so."""
+    response = site.call("POST", "/api/v1/login", body=body)
+    assert response.status == 400 and response.json["error"]
+
+
+def test_overlong_password_is_a_failed_login(site):
+    """A megabyte password is not hashed; it is a wrong password."""
+    _add_user(site, "ivanov", "crew")
+    assert site.login("ivanov", "x" * 100_000).status == 401
+
+
+def test_lockout_after_five_failures(site):
+    """5 failures in 5 minutes: further attempts (even right ones) get 429 for 5 minutes; others unaffected."""
+    _add_user(site, "ivanov", "crew")
+    _add_user(site, "petrov", "crew")
+    for _ in range(5):
+        site.clock.advance(10)
+        assert site.login("ivanov", "wrong password").status == 401
+    response = site.login("ivanov")
+    assert response.status == 429 and response.headers["retry-after"] == "300"
+    assert "try again in 300 s" in response.json["error"]
+    assert site.login("petrov").status == 200
+    site.clock.advance(299)
+    assert site.login("ivanov").status == 429
+    site.clock.advance(1)
+    assert site.login("ivanov").status == 200
+
+
+def test_unknown_names_are_locked_out_too(site):
+    """Guessing at a name that does not exist is throttled the same way (no way to tell names apart)."""
+    for _ in range(5):
+        assert site.login("ghost", "wrong password").status == 401
+    assert site.login("ghost", "wrong password").status == 429
+
+
+def test_failures_spread_over_more_than_five_minutes_do_not_lock(site):
+    """Four failures, then five minutes, then more: the window slides."""
+    _add_user(site, "ivanov", "crew")
+    for _ in range(4):
+        site.login("ivanov", "wrong password")
+    site.clock.advance(300)
+    for _ in range(4):
+        assert site.login("ivanov", "wrong password").status == 401
+    assert site.login("ivanov").status == 200
+
+
+def test_login_upgrades_an_old_hash(site):
+    """A password hashed with older parameters is rehashed with the current ones at login."""
+    old = PasswordHasher(time_cost=2, memory_cost=128, parallelism=1)
+    site.runtime.store.add_user("ivanov", "crew", auth.hash_password(PASSWORD, old))
+    token = site.login("ivanov").json["token"]
+    stored = site.runtime.store.user("ivanov").password_hash
+    assert "m=64,t=1,p=1" in stored and auth.verify_password(stored, PASSWORD) == (True, None)
+    assert site.call("GET", "/api/v1/me", token=token).status == 200  # the session survives the upgrade
+
+
+def test_websocket_credentials(make_site):
+    """WebSocket routes: token by header, ?token= or cookie; refused (401/403) before the handshake."""
+    bp = Blueprint("test_ws", url_prefix="/api/v1/test")
+
+    @bp.websocket("/ws")
+    @api_auth.roles(api_auth.READ)
+    async def ws(request, socket):
+        """Say who connected."""
+        await socket.send(request.ctx.user.name)
+
+    site = make_site(extend=lambda app: app.blueprint(bp))
+    _add_user(site, "ivanov", "crew")
+    session = site.login("ivanov").json["token"]
+    viewer = site.tokens["viewer"]
+    accepted = [("", {"Authorization": f"Bearer {viewer}"}, "token:viewer-token"),
+                (f"token={viewer}", {}, "token:viewer-token"),
+                ("", {"Cookie": f"{api_auth.COOKIE}={session}"}, "ivanov"),
+                (f"token={session}", {}, "ivanov")]
+    for query, headers, name in accepted:
+        sent = site.websocket("/api/v1/test/ws", query, headers)
+        assert _ws_status(sent) == 101 and {"type": "websocket.send", "text": name} in sent, (query, headers)
+    for query, status in (("", 401), ("token=sct_bad", 401), (f"token={site.tokens['billing']}", 403)):
+        sent = site.websocket("/api/v1/test/ws", query)
+        assert _ws_status(sent) == status and _ws_body(sent)["error"]
+
+
+def test_query_token_only_counts_on_websockets(site):
+    """?token= on an ordinary request is ignored (URLs end up in logs)."""
+    assert site.call("GET", f"/api/v1/tags?token={site.tokens['admin']}").status == 401
+
+
+def test_auth_off_everyone_is_anonymous_admin(make_site, caplog):
+    """api.auth: false: no credentials needed anywhere, every caller is 'anonymous' with role admin, loudly."""
+    with caplog.at_level(logging.WARNING, logger="scada.api.auth"):
+        site = make_site("{auth: false}")
+    assert any("API AUTHENTICATION IS OFF" in r.message and "demo only" in r.message.lower() for r in caplog.records)
+    for method, pattern, path, route in _routes(site.app):
+        status, body, _ = _request(site, method, path, route, None)
+        assert status not in (401, 403) and status < 500, (method, pattern, status, body)
+    assert site.call("GET", "/api/v1/me").json == {"user": "anonymous", "role": "admin", "token": None,
+                                                   "via": "anonymous", "auth": False}
+
+
+def test_warns_when_nobody_can_log_in(tmp_path, caplog):
+    """Auth on and an empty store: a warning says how to create the first user."""
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(SITE.format(api="{}"))
+    cfg, _ = load_config(site_file)
+    clock = Clock()
+    clock.advance(T0)
+    runtime = Runtime(cfg, clock, base_dir=tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="scada.api.auth"):
+            build_app(runtime)
+        assert any("scada user add NAME --role admin" in r.message for r in caplog.records)
+        caplog.clear()
+        runtime.store.add_user("alice", "admin", "hash")
+        with caplog.at_level(logging.WARNING, logger="scada.api.auth"):
+            build_app(runtime)
+        assert not caplog.records
+    finally:
+        runtime.historian.close()
+        runtime.store.close()
+
+
+def test_an_undeclared_route_stops_the_build(tmp_path, monkeypatch):
+    """build_app refuses a blueprint with a route that declares no roles, naming it."""
+    import scada.api
+
+    bad = Blueprint("undeclared", url_prefix="/api/v1")
+
+    @bad.get("/forgotten")
+    async def forgotten(request):
+        """A route someone forgot to declare."""
+
+    monkeypatch.setattr(scada.api, "v1_blueprint", bad)
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(SITE.format(api="{}"))
+    cfg, _ = load_config(site_file)
+    runtime = Runtime(cfg, Clock(), base_dir=tmp_path)
+    try:
+        with pytest.raises(api_auth.UndeclaredRoutes, match=r"GET /api/v1/forgotten"):
+            build_app(runtime)
+    finally:
+        runtime.historian.close()
+        runtime.store.close()
+
+
+async def _late(request):
+    """A route nobody declared."""
+    from sanic.response import json
+
+    return json({"leak": True})
+
+
+def test_a_route_added_after_the_build_stops_the_server(make_site):
+    """A route added after build_app stops the server from starting."""
+    with pytest.raises(api_auth.UndeclaredRoutes, match="GET /api/v1/late"):
+        make_site(extend=lambda app: app.add_route(_late, "/api/v1/late"))
+
+
+def test_an_undeclared_route_is_refused_to_everyone(make_site, monkeypatch):
+    """Were an undeclared route served anyway, the middleware fails closed: 403 even for admin."""
+    monkeypatch.setattr(api_auth, "check_routes", lambda app: None)
+    site = make_site(extend=lambda app: app.add_route(_late, "/api/v1/late"))
+    response = site.call("GET", "/api/v1/late", token=site.tokens["admin"])
+    assert response.status == 403 and "declares no roles" in response.json["error"]
+
+
+def test_route_ctx_roles_declare_too(make_site):
+    """Routes without a handler of ours (static files) declare with ctx_roles=."""
+    site = make_site(extend=lambda app: app.add_route(_late, "/api/v1/ctx", ctx_roles=auth.ENGINEERING))
+    assert site.call("GET", "/api/v1/ctx", token=site.tokens["engineer"]).status == 200
+    assert site.call("GET", "/api/v1/ctx", token=site.tokens["crew"]).status == 403
+
+
+def test_store_trouble_is_503_not_500(site, monkeypatch):
+    """A store that cannot answer (locked past the busy timeout) gives a 503 naming it."""
+    import sqlite3
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(site.runtime.store, "token_by_hash", locked)
+    response = site.call("GET", "/api/v1/tags", token=site.tokens["viewer"])
+    assert response.status == 503 and "database is locked" in response.json["error"]
+
+
+def test_role_names_in_403_are_the_callers(site):
+    """The 403 says which role was refused what."""
+    response = site.call("GET", "/api/v1/channels", token=site.tokens["billing"])
+    assert response.status == 403
+    assert re.fullmatch(r"role 'billing' may not GET /api/v1/channels", response.json["error"])
