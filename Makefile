@@ -47,6 +47,7 @@ bench: install system-deps
 	$(PY) bench/engine.py
 	$(PY) bench/mbus_decode.py
 	$(PY) bench/historian.py
+	$(PY) bench/alarms.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info

@@ -106,7 +106,28 @@ class Runtime:
         self._backlog_loop = LoopingCall(self._publish_backlog)
         self._backlog_loop.clock = reactor
         self.writer = HistoryWriter(self.tags, self.historian, reactor)
+        self.alarms, self.notifier = self._build_alarms(cfg, reactor)
         self._running = False
+
+    def _build_alarms(self, cfg, reactor):
+        """Return the alarm engine over every configured rule (plus the historian's backlog) and its notifier."""
+        from alarms.engine import AlarmEngine
+        from alarms.model import Priority
+        from alarms.rules import LimitRule
+        from scada.alarm_config import build_rules
+        from scada.history import BACKLOG_TAG
+        from scada.notify_build import build_notifier
+
+        threshold = cfg.history.queue.alarm_backlog
+        rules = build_rules(cfg) + [LimitRule(
+            name="historian", tags=(BACKLOG_TAG.name,), hi=float(threshold), deadband=0.1 * threshold,
+            priorities={"hi": Priority.HIGH},
+            message="История не записывается: в очереди {value} значений (порог {limit})")]
+        settings = cfg.alarm_settings
+        engine = AlarmEngine(reactor, self.tags, rules, self.store, flood_count=settings.flood_count,
+                             flood_window=settings.flood_window, max_shelve=settings.max_shelve,
+                             tz=cfg.site.timezone)
+        return engine, build_notifier(cfg, reactor, engine, self.store)
 
     def _publish_backlog(self) -> None:
         """Update the ``historian_backlog`` tag (once per flush interval)."""
@@ -147,6 +168,8 @@ class Runtime:
         if start is not None:
             start()
         self.writer.start()
+        # Before polling: the first answers are already evaluated.
+        self.alarms.start()
         self._backlog_loop.start(self.cfg.history.flush_interval, now=True)
         for channel in self.channels:
             channel.log_plan()
@@ -175,6 +198,8 @@ class Runtime:
             attempt(f"channel {channel.name}", channel.stop)
         if self._backlog_loop.running:
             self._backlog_loop.stop()
+        attempt("notifications", self.notifier.stop)
+        attempt("alarms", self.alarms.stop)
         attempt("history writer", self.writer.stop)
         attempt("history", self.historian.close)
         if self.field is not None:

@@ -15,6 +15,9 @@ from sanic.exceptions import SanicException
 from sanic.response import json
 
 from scada.api import auth as api_auth
+from scada.api.alarms import bp as alarms_blueprint
+from scada.api.live import bp as live_blueprint
+from scada.api.sim import bp as sim_blueprint
 from scada.api.v1 import bp as v1_blueprint
 from tags.historian import StoreUnavailable
 
@@ -31,6 +34,9 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     # Authentication first: its middleware checks every route registered after it too.
     api_auth.install(app)
     app.blueprint(v1_blueprint)
+    app.blueprint(alarms_blueprint)
+    app.blueprint(live_blueprint)
+    app.blueprint(sim_blueprint)
 
     async def on_error(request, exception):
         if isinstance(exception, StoreUnavailable):

@@ -60,7 +60,7 @@ async def health(request):
     degraded |= not history["store_up"] or history["backlog_alarm_active"]
     return json({"status": "ok", "degraded": degraded, "uptime_s": round(rt.uptime(), 3),
                  "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels,
-                 "history": history})
+                 "history": history, "alarms": rt.alarms.summary()})
 
 
 def _history_health(historian) -> dict:

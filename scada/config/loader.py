@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from .notify import NotificationsConfig
 from .alarms import RULE_MODELS, RULE_TYPES, AlarmSettings, RuleConfig, site_tags
 from .messages import describe_error
 from .model import (
@@ -65,7 +66,8 @@ from .yaml_lines import load_yaml
 #: Profiles shipped with the project, ``<repo>/config/profiles/<name>.yaml``.
 BUILTIN_PROFILES_DIR = FsPath(__file__).resolve().parents[2] / "config" / "profiles"
 #: The sections a site file may have (the YAML contract).
-SITE_KEYS = ("site", "history", "api", "store", "simulate", "channels", "profiles", "alarm_settings", "alarms")
+SITE_KEYS = ("site", "history", "api", "store", "simulate", "channels", "profiles", "alarm_settings", "alarms",
+             "notifications")
 
 _BOOL = TypeAdapter(bool, config=ConfigDict(strict=True))
 _NAME = TypeAdapter(Name, config=ConfigDict(strict=True))
@@ -159,6 +161,8 @@ class _Run:
         self._cross_check(channels, devices, extent, profiles, broken, searched)
         alarm_settings = self._validate(AlarmSettings, _or(data.get("alarm_settings"), {}), self.file,
                                         ("alarm_settings",))
+        notifications = self._validate(NotificationsConfig, _or(data.get("notifications"), {}), self.file,
+                                       ("notifications",))
         raw_channels = _or(data.get("channels"), [])
         complete = isinstance(raw_channels, list) and len(channels) == len(raw_channels) and all(
             extent[id(channel)] == "complete" for channel in channels)
@@ -176,6 +180,7 @@ class _Run:
                 "profiles": profiles,
                 "alarm_settings": alarm_settings,
                 "alarms": alarms,
+                "notifications": notifications,
                 "source": self.file,
             }
         )

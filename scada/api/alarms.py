@@ -1,0 +1,288 @@
+# -*- test-case-name: tests.scada.test_api_alarms -*-
+"""Alarm API: the list, one alarm, the journal (JSON, CSV, XLSX) and operator actions.
+
+Every action is attributed to the authenticated user (``request.ctx.user``)
+and lands in the alarm journal through the engine.  Errors are JSON
+``{"error": ...}``: 404 for an unknown alarm, 409 for an action the alarm's
+state does not allow (acknowledging an alarm that waits for nothing), 400 for
+a bad body.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sanic import Blueprint
+from sanic.response import HTTPResponse, json
+
+from alarms.engine import AlarmConflict, UnknownAlarm
+from scada.api.auth import ACT, ENGINEERING, READ, roles
+from tags.timefmt import iso_utc
+
+bp = Blueprint("api_v1_alarms", url_prefix="/api/v1/alarms")
+
+STATES = ("active", "unacked", "shelved", "suppressed", "out_of_service", "normal", "all")
+#: One journal request returns at most this many entries.
+MAX_JOURNAL = 100_000
+JOURNAL_SPAN_S = 7 * 86400
+MAX_COMMENT = 2000
+MAX_BULK = 1000
+
+#: Journal columns: key, Russian header, English header.
+COLUMNS = (
+    ("ts", "Время (UTC)", "Time (UTC)"),
+    ("alarm_id", "Тревога", "Alarm"),
+    ("event", "Событие", "Event"),
+    ("state_from", "Было", "From state"),
+    ("state_to", "Стало", "To state"),
+    ("user", "Пользователь", "User"),
+    ("comment", "Комментарий", "Comment"),
+    ("priority", "Приоритет", "Priority"),
+    ("tag", "Тег", "Tag"),
+    ("value", "Значение", "Value"),
+    ("message", "Сообщение", "Message"),
+)
+
+
+def _engine(request):
+    return request.app.ctx.runtime.alarms
+
+
+def _user(request) -> str:
+    user = getattr(request.ctx, "user", None)
+    return getattr(user, "name", None) or "anonymous"
+
+
+def _lang(request) -> str:
+    lang = request.args.get("lang", "ru")
+    return lang if lang in ("ru", "en") else "ru"
+
+
+def _error(message: str, status: int = 400):
+    return json({"error": message}, status=status)
+
+
+def _body(request) -> dict:
+    """Return the JSON object body (``{}`` when empty); raise ValueError with a clear message otherwise."""
+    if not request.body:
+        return {}
+    try:
+        body = request.json
+    except Exception:  # noqa: BLE001 - Sanic raises its own BadRequest subclasses
+        raise ValueError("the body is not valid JSON") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def _text(body: dict, key: str, required: bool = False) -> str:
+    value = body.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, not {type(value).__name__}")
+    value = value.strip()
+    if required and not value:
+        raise ValueError(f"{key!r} is required")
+    if len(value) > MAX_COMMENT:
+        raise ValueError(f"{key!r} is longer than {MAX_COMMENT} characters")
+    return value
+
+
+async def _act(request, alarm_id: str, action):
+    """Run ``action(engine, body, user)`` and answer the alarm, or the error it raised."""
+    try:
+        body = _body(request)
+        alarm = action(_engine(request), body, _user(request))
+    except UnknownAlarm:
+        return _error(f"unknown alarm {alarm_id!r}", 404)
+    except AlarmConflict as exc:
+        return _error(str(exc), 409)
+    except ValueError as exc:
+        return _error(str(exc))
+    return json({"alarm": alarm.to_json(_lang(request))})
+
+
+@bp.on_response
+async def record_denied(request, response):
+    """Put an alarm action refused for the caller's role on record (who tried what, on which alarm)."""
+    if response.status != 403 or request.method != "POST":
+        return
+    user = getattr(request.ctx, "user", None)
+    if user is None:
+        return
+    from alarms.model import JournalEntry
+
+    rt = request.app.ctx.runtime
+    alarm_id = (request.match_info or {}).get("alarm_id", "")
+    action = request.path.rstrip("/").rsplit("/", 1)[-1]
+    rt.store.record(JournalEntry(ts=rt.reactor.seconds(), alarm_id=alarm_id, event="denied", user=user.name,
+                                 comment=f"{action} refused: role {user.role!r} may not do it"))
+
+
+@bp.get("")
+@roles(*READ)
+async def list_alarms(request):
+    """List alarms in a state group: active (default), unacked, shelved, suppressed, out_of_service, all."""
+    state = request.args.get("state", "active")
+    if state not in STATES:
+        return _error(f"state={state!r} is not one of {', '.join(STATES)}")
+    engine = _engine(request)
+    lang = _lang(request)
+    return json({"alarms": [a.to_json(lang) for a in engine.alarms(state)], "flood": engine.flood,
+                 "summary": engine.summary()})
+
+
+@bp.get("/journal")
+@roles(*READ)
+async def journal(request):
+    """Return journal entries between ``from`` and ``to`` (default: the last week) as JSON, CSV or XLSX."""
+    from scada.api.v1 import BadRequest, _range_args
+
+    for key in request.args:
+        if key not in ("from", "to", "format", "alarm", "lang"):
+            return _error(f"unknown parameter {key!r} (use from, to, format, alarm, lang)")
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "csv", "xlsx"):
+        return _error(f"format={fmt!r} is not one of json, csv, xlsx")
+    rt = request.app.ctx.runtime
+    try:
+        start, end = _range_args(request, rt.reactor.seconds(), JOURNAL_SPAN_S)
+    except BadRequest as exc:
+        return _error(str(exc))
+    entries = rt.store.query(start, end, MAX_JOURNAL + 1, alarm_id=request.args.get("alarm") or None)
+    if len(entries) > MAX_JOURNAL:
+        return _error(f"more than {MAX_JOURNAL} journal entries between {iso_utc(start)} and {iso_utc(end)}; "
+                      "narrow from/to")
+    rows = []
+    for entry in entries:
+        row = entry.to_json()
+        row["ts"] = iso_utc(entry.ts)
+        rows.append(row)
+    if fmt == "json":
+        return json({"from": iso_utc(start), "to": iso_utc(end), "entries": rows})
+    lang = _lang(request)
+    headers = [ru if lang == "ru" else en for _, ru, en in COLUMNS]
+    table = [[row[key] if row[key] is not None else "" for key, _, _ in COLUMNS] for row in rows]
+    stem = f"alarm-journal-{iso_utc(start)[:10]}-{iso_utc(end)[:10]}"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        writer.writerow(headers)
+        writer.writerows(table)
+        # UTF-8 with BOM: Excel on a Russian Windows opens it with the right letters.
+        return HTTPResponse(("\ufeff" + out.getvalue()).encode("utf-8"), content_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
+    return HTTPResponse(_xlsx(headers, table, lang),
+                        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{stem}.xlsx"'})
+
+
+def _xlsx(headers: list[str], table: list[list], lang: str) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook(write_only=False)
+    sheet = book.active
+    sheet.title = "Журнал тревог" if lang == "ru" else "Alarm journal"
+    sheet.append(headers)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in table:
+        sheet.append(row)
+    sheet.freeze_panes = "A2"
+    for column, width in zip("ABCDEFGHIJK", (25, 40, 14, 16, 16, 16, 40, 10, 28, 12, 60)):
+        sheet.column_dimensions[column].width = width
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@bp.post("/ack")
+@roles(*ACT)
+async def ack_many(request):
+    """Acknowledge several alarms: ``{"ids": [...], "comment": "..."}``; answers what was acked and why not."""
+    try:
+        body = _body(request)
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ValueError("'ids' must be a non-empty list of alarm ids (strings)")
+        if len(ids) > MAX_BULK:
+            raise ValueError(f"at most {MAX_BULK} ids per request, got {len(ids)}")
+        comment = _text(body, "comment")
+    except ValueError as exc:
+        return _error(str(exc))
+    return json(_engine(request).ack_many(ids, _user(request), comment))
+
+
+@bp.get("/<alarm_id:str>")
+@roles(*READ)
+async def one_alarm(request, alarm_id: str):
+    """Return one alarm with its recent journal."""
+    try:
+        alarm = _engine(request).get(alarm_id)
+    except UnknownAlarm:
+        return _error(f"unknown alarm {alarm_id!r}", 404)
+    return json({"alarm": alarm.to_json(_lang(request))})
+
+
+@bp.post("/<alarm_id:str>/ack")
+@roles(*ACT)
+async def ack(request, alarm_id: str):
+    """Acknowledge one alarm, with an optional ``comment``."""
+    return await _act(request, alarm_id, lambda e, b, u: e.ack(alarm_id, u, _text(b, "comment")))
+
+
+def _minutes(body: dict) -> float:
+    minutes = body.get("minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < 1e9:
+        raise ValueError(f"'minutes' must be a positive number, got {minutes!r}")
+    return float(minutes)
+
+
+@bp.post("/<alarm_id:str>/shelve")
+@roles(*ACT)
+async def shelve(request, alarm_id: str):
+    """Shelve an alarm for ``minutes`` with a ``reason``; it comes back by itself when the time is up."""
+    return await _act(request, alarm_id,
+                      lambda e, b, u: e.shelve(alarm_id, u, _minutes(b), _text(b, "reason", required=True)))
+
+
+@bp.post("/<alarm_id:str>/unshelve")
+@roles(*ACT)
+async def unshelve(request, alarm_id: str):
+    """Return a shelved alarm to service before its time."""
+    return await _act(request, alarm_id, lambda e, b, u: e.unshelve(alarm_id, u, _text(b, "comment")))
+
+
+@bp.post("/<alarm_id:str>/comment")
+@roles(*ACT)
+async def comment(request, alarm_id: str):
+    """Add a ``comment`` to an alarm's record (``text`` is accepted too)."""
+
+    def action(e, b, u):
+        text = _text(b, "comment") or _text(b, "text")
+        if not text:
+            raise ValueError("'comment' is required")
+        return e.comment(alarm_id, u, text)
+
+    return await _act(request, alarm_id, action)
+
+
+@bp.post("/<alarm_id:str>/out_of_service")
+@roles(*ENGINEERING)
+async def out_of_service(request, alarm_id: str):
+    """Take an alarm out of service (``{"reason": ...}``), e.g. a meter being replaced."""
+    return await _act(request, alarm_id,
+                      lambda e, b, u: e.set_in_service(alarm_id, u, False, _text(b, "reason", required=True)))
+
+
+@bp.post("/<alarm_id:str>/in_service")
+@roles(*ENGINEERING)
+async def in_service(request, alarm_id: str):
+    """Return an out-of-service alarm to service."""
+    return await _act(request, alarm_id,
+                      lambda e, b, u: e.set_in_service(alarm_id, u, True, _text(b, "comment")))

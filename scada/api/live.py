@@ -1,0 +1,205 @@
+# -*- test-case-name: tests.scada.test_api_live -*-
+"""WebSocket ``/api/v1/live``: tag changes and alarm transitions pushed to the HMI.
+
+Protocol (JSON text frames):
+
+client → server
+    ``{"subscribe": ["b1-", "b2-heat."]}``  tag name prefixes ("" = every tag);
+    ``{"unsubscribe": ["b1-"]}``; ``{"alarms": false}`` stops alarm pushes
+    (on by default).
+server → client
+    ``{"type": "hello", "user", "role", "server_time"}`` on connect, then
+    ``{"type": "alarms", "alarms": [...], "flood": ...}`` (the active list);
+    ``{"type": "snapshot", "tags": [...]}`` answers each subscribe with the
+    current values; ``{"type": "tags", "tags": [...]}`` carries changes,
+    coalesced per tag over :data:`COALESCE_S` so a burst of polls is one
+    frame; ``{"type": "alarm", "entry": {...}, "alarm": {...}}`` for every
+    journal entry, in order, at once; ``{"type": "error", "error": "..."}``
+    for a message the server cannot use (the connection stays open).
+
+A client that cannot keep up (more than :data:`MAX_PENDING_FRAMES` frames
+waiting) is disconnected with close code 1013 rather than let memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+
+from sanic import Blueprint
+
+from scada.api.auth import READ, roles
+from tags.timefmt import iso_utc
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api_v1_live", url_prefix="/api/v1")
+
+COALESCE_S = 0.1
+MAX_PENDING_FRAMES = 1000
+MAX_PREFIXES = 1000
+
+
+class _Client:
+    """One WebSocket's subscriptions and outgoing frames."""
+
+    def __init__(self, runtime, lang: str) -> None:
+        self.runtime = runtime
+        self.lang = lang
+        # Tag updates arrive from the reactor, which runs on this same loop.
+        self.loop = asyncio.get_running_loop()
+        self.frames: asyncio.Queue[str | None] = asyncio.Queue()
+        self.prefixes: dict[str, object] = {}
+        self.pending: dict[str, dict] = {}
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.unsubscribe_alarms = None
+        self.overflowed = False
+
+    def put(self, frame: dict) -> None:
+        if self.overflowed:
+            return
+        if self.frames.qsize() >= MAX_PENDING_FRAMES:
+            self.overflowed = True
+            self.frames.put_nowait(None)
+            return
+        self.frames.put_nowait(jsonlib.dumps(frame, ensure_ascii=False, allow_nan=False, default=str))
+
+    # ------------------------------------------------------------------ tags
+
+    def on_sample(self, sample) -> None:
+        state = self.runtime.tags.get(sample.name)
+        if state is None:
+            return
+        self.pending[sample.name] = state.to_json()
+        if self.flush_handle is None:
+            self.flush_handle = self.loop.call_later(COALESCE_S, self.flush)
+
+    def flush(self) -> None:
+        self.flush_handle = None
+        if self.pending:
+            tags, self.pending = list(self.pending.values()), {}
+            self.put({"type": "tags", "tags": _clean(tags)})
+
+    def subscribe(self, prefixes: list[str]) -> None:
+        tags = self.runtime.tags
+        snapshot = []
+        for prefix in prefixes:
+            if prefix in self.prefixes:
+                continue
+            if len(self.prefixes) >= MAX_PREFIXES:
+                raise ValueError(f"at most {MAX_PREFIXES} prefixes per connection")
+            self.prefixes[prefix] = tags.subscribe(self.on_sample, prefix=prefix, changes_only=True)
+            snapshot.extend(s.to_json() for s in tags.states(prefix))
+        self.put({"type": "snapshot", "tags": _clean(snapshot)})
+
+    def unsubscribe(self, prefixes: list[str]) -> None:
+        for prefix in prefixes:
+            undo = self.prefixes.pop(prefix, None)
+            if undo is not None:
+                undo()
+
+    # ---------------------------------------------------------------- alarms
+
+    def alarms_on(self, on: bool) -> None:
+        engine = getattr(self.runtime, "alarms", None)
+        if engine is None:
+            return
+        if on and self.unsubscribe_alarms is None:
+            self.unsubscribe_alarms = engine.subscribe(self.on_alarm)
+            self.put({"type": "alarms", "alarms": [a.to_json(self.lang) for a in engine.alarms("active")],
+                      "flood": engine.flood})
+        elif not on and self.unsubscribe_alarms is not None:
+            self.unsubscribe_alarms()
+            self.unsubscribe_alarms = None
+
+    def on_alarm(self, event) -> None:
+        entry = event.entry.to_json()
+        entry["ts"] = iso_utc(event.entry.ts)
+        self.put({"type": "alarm", "entry": entry, "alarm": event.alarm})
+
+    def close(self) -> None:
+        self.unsubscribe(list(self.prefixes))
+        self.alarms_on(False)
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+
+
+def _clean(tags: list[dict]) -> list[dict]:
+    """Replace non-finite values (JSON has no NaN) by None."""
+    for tag in tags:
+        value = tag.get("value")
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            tag["value"] = None
+    return tags
+
+
+def _strings(message: dict, key: str) -> list[str]:
+    value = message[key]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ValueError(f"{key!r} must be a list of tag name prefixes (strings)")
+    return value
+
+
+def _handle(client: _Client, raw) -> None:
+    """Apply one client message; raise ValueError with a clear message for a bad one."""
+    try:
+        message = jsonlib.loads(raw)
+    except (TypeError, ValueError):
+        raise ValueError("a message must be a JSON object, e.g. {\"subscribe\": [\"b1-\"]}") from None
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object, e.g. {\"subscribe\": [\"b1-\"]}")
+    known = {"subscribe", "unsubscribe", "alarms"}
+    unknown = sorted(set(message) - known)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (use subscribe, unsubscribe, alarms)")
+    if "subscribe" in message:
+        client.subscribe(_strings(message, "subscribe"))
+    if "unsubscribe" in message:
+        client.unsubscribe(_strings(message, "unsubscribe"))
+    if "alarms" in message:
+        if not isinstance(message["alarms"], bool):
+            raise ValueError("'alarms' must be true or false")
+        client.alarms_on(message["alarms"])
+
+
+@bp.websocket("/live")
+@roles(*READ)
+async def live(request, ws):
+    """Push tag changes (by subscribed prefix) and alarm transitions until the client goes."""
+    runtime = request.app.ctx.runtime
+    lang = request.args.get("lang", "ru")
+    client = _Client(runtime, lang if lang in ("ru", "en") else "ru")
+    user = getattr(request.ctx, "user", None)
+    client.put({"type": "hello", "user": getattr(user, "name", None), "role": getattr(user, "role", None),
+                "server_time": iso_utc(runtime.reactor.seconds())})
+    client.alarms_on(True)
+
+    async def sender() -> None:
+        while True:
+            frame = await client.frames.get()
+            if frame is None:
+                await ws.close(code=1013, reason="client too slow")
+                return
+            await ws.send(frame)
+
+    sending = asyncio.ensure_future(sender())
+    try:
+        while not sending.done():
+            receiving = asyncio.ensure_future(ws.recv())
+            done, _ = await asyncio.wait({receiving, sending}, return_when=asyncio.FIRST_COMPLETED)
+            if receiving not in done:
+                receiving.cancel()
+                break
+            raw = receiving.result()
+            if raw is None:
+                break
+            try:
+                _handle(client, raw)
+            except ValueError as exc:
+                client.put({"type": "error", "error": str(exc)})
+    finally:
+        client.close()
+        sending.cancel()

@@ -1,0 +1,133 @@
+"""Integration: the demo site as a real process — a limit alarm end to end.
+
+The issue's "done when": with the demo running, a simulated meter pushed over
+a limit raises an alarm visible through the API and the WebSocket; a ``crew``
+token acknowledges it with a comment, a ``billing`` token gets 403, and the
+journal shows both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.integration.test_run import ROOT, SCADA, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+TAG = "b1-heat.t_supply_c"
+
+
+def call(base: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    """GET (or POST ``body``) with a bearer token; return (status, JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method="GET" if body is None else "POST")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def token(cwd, role: str) -> str:
+    out = subprocess.run(SCADA + ["token", "create", "-c", "site.yaml", "--name", f"{role}-1", "--role", role],
+                         cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run the demo site; yield (base URL, tokens by role, ws URL); stop it with SIGTERM."""
+    tmp = tmp_path_factory.mktemp("demo")
+    shutil.copy(ROOT / "config" / "demo.yaml", tmp / "site.yaml")
+    tokens = {role: token(tmp, role) for role in ("crew", "billing", "engineer", "viewer")}
+    port = free_port()
+    proc = subprocess.Popen(SCADA + ["run", "-c", "site.yaml", "--listen", f"127.0.0.1:{port}"], cwd=tmp,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        wait_for(lambda: call(base, "/health")[0] == 200, 60)
+        # The heat meter has answered at least once.
+        wait_for(lambda: call(base, f"/tags/{TAG}", tokens["viewer"])[1].get("quality") == "good", 60)
+        yield base, tokens, f"ws://127.0.0.1:{port}/api/v1/live"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        print(out[-5000:])
+    assert proc.returncode == 0
+
+
+def test_limit_alarm_end_to_end(demo):
+    base, tokens, ws_url = demo
+    crew, billing, engineer = tokens["crew"], tokens["billing"], tokens["engineer"]
+    # Nothing is wrong with the supply temperature yet.
+    status, body = call(base, "/alarms?state=all", crew)
+    assert status == 200
+    ours = [a for a in body["alarms"] if a["tag"] == TAG and a["state"] != "normal"]
+    assert ours == []
+
+    with connect(f"{ws_url}?token={crew}", open_timeout=10) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "hello" and hello["role"] == "crew"
+        assert json.loads(ws.recv(timeout=10))["type"] == "alarms"
+        ws.send(json.dumps({"subscribe": ["b1-heat."]}))
+
+        status, _ = call(base, "/sim/devices/b1-heat", engineer, {"set": {"t_supply_c": 130.0}})
+        assert status == 200
+        pushed_at = time.monotonic()
+        raised = None
+        saw_value = False
+        # The alarm goes out at once; tag changes follow, coalesced over 100 ms.
+        while raised is None or not saw_value:
+            assert time.monotonic() - pushed_at < 60, "no alarm pushed"
+            frame = json.loads(ws.recv(timeout=60))
+            if frame["type"] == "tags":
+                saw_value |= any(t["name"] == TAG and abs((t["value"] or 0) - 130.0) < 0.01 for t in frame["tags"])
+            if (raised is None and frame["type"] == "alarm" and frame["alarm"]["tag"] == TAG
+                    and frame["entry"]["event"] == "raise"):
+                raised = frame["alarm"]
+                latency = time.monotonic() - pushed_at
+        print(f"alarm pushed {latency:.2f} s after the simulator change (poll period 5 s)")
+        assert raised["state"] == "unack_active" and abs(raised["value"] - 130.0) < 0.01
+
+    alarm_id = raised["id"]
+    status, body = call(base, "/alarms?state=unacked", crew)
+    assert status == 200 and alarm_id in [a["id"] for a in body["alarms"]]
+
+    # billing may read readings but not act on alarms.
+    status, body = call(base, f"/alarms/{alarm_id}/ack", billing, {"comment": "not mine"})
+    assert status == 403 and "billing" in body["error"]
+    status, body = call(base, f"/alarms/{alarm_id}/ack", crew, {"comment": "бригада выехала"})
+    assert status == 200, body
+    assert body["alarm"]["state"] == "ack_active" and body["alarm"]["acked_by"] == "token:crew-1"
+
+    status, body = call(base, f"/alarms/journal?alarm={alarm_id}", crew)
+    assert status == 200
+    events = [(e["event"], e["user"], e["comment"]) for e in body["entries"]]
+    assert ("raise", "system", "") in [(e, u, "") for e, u, _ in events]
+    assert ("ack", "token:crew-1", "бригада выехала") in events
+    assert any(e == "denied" and u == "token:billing-1" for e, u, _ in events)
+
+    # Back to normal once the meter is.
+    call(base, "/sim/devices/b1-heat", engineer, {"clear": True})
+    wait_for(lambda: call(base, f"/alarms/{alarm_id}", crew)[1]["alarm"]["state"] == "normal", 60)
