@@ -7,7 +7,9 @@ unexpected is logged and answered 500 with the same shape, never an HTML page.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json as jsonlib
 import logging
 
 from sanic import Sanic
@@ -27,7 +29,9 @@ _counter = itertools.count()
 
 def build_app(runtime, name: str | None = None) -> Sanic:
     """Return a Sanic app serving ``runtime`` (a :class:`scada.app.Runtime`)."""
-    app = Sanic(name or f"scada_{next(_counter)}", configure_logging=False)
+    # Russian text stays readable in answers (curl, logs) instead of \uXXXX escapes.
+    app = Sanic(name or f"scada_{next(_counter)}", configure_logging=False,
+                dumps=functools.partial(jsonlib.dumps, ensure_ascii=False, separators=(",", ":")))
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.ctx.runtime = runtime

@@ -183,6 +183,7 @@ async def journal(request):
 
 def _xlsx(headers: list[str], table: list[list], lang: str) -> bytes:
     from openpyxl import Workbook
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
     book = Workbook(write_only=False)
@@ -192,7 +193,12 @@ def _xlsx(headers: list[str], table: list[list], lang: str) -> bytes:
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in table:
-        sheet.append(row)
+        # Operator text is text: control characters would make openpyxl refuse the cell (a 500 for the
+        # whole export), and a comment starting with "=" would become a live formula in Excel.
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
+        for cell in sheet[sheet.max_row]:
+            if cell.data_type == "f":
+                cell.data_type = "s"
     sheet.freeze_panes = "A2"
     for column, width in zip("ABCDEFGHIJK", (25, 40, 14, 16, 16, 16, 40, 10, 28, 12, 60)):
         sheet.column_dimensions[column].width = width
@@ -221,7 +227,7 @@ async def ack_many(request):
 @bp.get("/<alarm_id:str>")
 @roles(*READ)
 async def one_alarm(request, alarm_id: str):
-    """Return one alarm with its recent journal."""
+    """Return one alarm (its journal: GET /alarms/journal?alarm=ID)."""
     try:
         alarm = _engine(request).get(alarm_id)
     except UnknownAlarm:
@@ -236,10 +242,14 @@ async def ack(request, alarm_id: str):
     return await _act(request, alarm_id, lambda e, b, u: e.ack(alarm_id, u, _text(b, "comment")))
 
 
-def _minutes(body: dict) -> float:
+def _minutes(body: dict, max_seconds: float) -> float:
     minutes = body.get("minutes")
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < 1e9:
         raise ValueError(f"'minutes' must be a positive number, got {minutes!r}")
+    # Too long a shelving is a bad body (400), not a conflict with the alarm's state (409).
+    if minutes * 60.0 > max_seconds:
+        raise ValueError(f"'minutes' may be at most {max_seconds / 60:g} (alarm_settings.max_shelve), "
+                         f"got {minutes!r}")
     return float(minutes)
 
 
@@ -247,8 +257,9 @@ def _minutes(body: dict) -> float:
 @roles(*ACT)
 async def shelve(request, alarm_id: str):
     """Shelve an alarm for ``minutes`` with a ``reason``; it comes back by itself when the time is up."""
-    return await _act(request, alarm_id,
-                      lambda e, b, u: e.shelve(alarm_id, u, _minutes(b), _text(b, "reason", required=True)))
+    max_seconds = request.app.ctx.runtime.cfg.alarm_settings.max_shelve
+    return await _act(request, alarm_id, lambda e, b, u: e.shelve(
+        alarm_id, u, _minutes(b, max_seconds), _text(b, "reason", required=True)))
 
 
 @bp.post("/<alarm_id:str>/unshelve")

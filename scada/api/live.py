@@ -115,7 +115,17 @@ class _Client:
     def on_alarm(self, event) -> None:
         entry = event.entry.to_json()
         entry["ts"] = iso_utc(event.entry.ts)
-        self.put({"type": "alarm", "entry": entry, "alarm": event.alarm})
+        alarm = event.alarm
+        # The event carries the message in the engine's language; this client may have asked
+        # for another (?lang=), as its "alarms" list shows.  Called synchronously by the
+        # engine, so the alarm is still as the event describes it.
+        try:
+            message = self.runtime.alarms.get(alarm["id"]).render_message(self.lang)
+        except KeyError:
+            message = alarm["message"]
+        if message != alarm["message"]:
+            alarm = {**alarm, "message": message}
+        self.put({"type": "alarm", "entry": entry, "alarm": alarm})
 
     def close(self) -> None:
         self.unsubscribe(list(self.prefixes))
@@ -147,7 +157,7 @@ def _handle(client: _Client, raw) -> None:
     """Apply one client message; raise ValueError with a clear message for a bad one."""
     try:
         message = jsonlib.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         raise ValueError("a message must be a JSON object, e.g. {\"subscribe\": [\"b1-\"]}") from None
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object, e.g. {\"subscribe\": [\"b1-\"]}")

@@ -35,6 +35,12 @@ def _state(field, name: str) -> dict:
     return {"device": name, "overrides": field.overrides(name), "fault": getattr(device, "fault", None)}
 
 
+def _check_point(device: str, names: tuple[str, ...], point: str) -> None:
+    if point not in names:
+        raise ValueError(f"simulated device {device!r} has no point {point!r} "
+                         f"(its points: {', '.join(names) or 'none'})")
+
+
 @bp.get("/devices/<name:str>")
 @roles(*ENGINEERING)
 async def get_device(request, name: str):
@@ -65,27 +71,45 @@ async def control_device(request, name: str):
     unknown = sorted(set(body) - {"set", "clear", "fault"})
     if unknown:
         return _error(f"unknown key {unknown[0]!r} (use set, clear, fault)")
+    # Check the whole request before changing anything: a 400 leaves the meter as it was.
     try:
+        names = field.point_names(name)
         clear = body.get("clear")
-        if clear is True:
-            field.clear_override(name)
-        elif isinstance(clear, list) and all(isinstance(p, str) for p in clear):
+        if isinstance(clear, list) and all(isinstance(p, str) for p in clear):
             for point in clear:
-                field.clear_override(name, point)
-        elif clear not in (None, False):
+                _check_point(name, names, point)
+        elif clear is not None and clear is not True and clear is not False:
             raise ValueError("'clear' must be true or a list of point names")
         values = body.get("set", {})
         if not isinstance(values, dict):
             raise ValueError("'set' must be an object of point name to number")
+        encode = getattr(field.devices[name], "encode_value", None)  # Modbus meters: the range check
         for point, value in values.items():
+            _check_point(name, names, point)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"set.{point}: {value!r} is not a finite number")
-            field.set_override(name, point, float(value))
+            if encode is not None:
+                try:
+                    encode(point, float(value))
+                except ValueError as exc:
+                    raise ValueError(f"simulated device {name!r}: {exc}") from None
         if "fault" in body:
+            from channels.sim.slave import FAULTS
+
             fault = body["fault"]
             if not isinstance(fault, str):
                 raise ValueError("'fault' must be a string")
-            field.set_fault(name, fault)
+            if fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r} (use one of {', '.join(FAULTS)})")
+        if clear is True:
+            field.clear_override(name)
+        elif isinstance(clear, list):
+            for point in clear:
+                field.clear_override(name, point)
+        for point, value in values.items():
+            field.set_override(name, point, float(value))
+        if "fault" in body:
+            field.set_fault(name, body["fault"])
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         return _error(str(message))

@@ -1,0 +1,453 @@
+"""WebSocket ``/api/v1/live``: hello, alarms, subscribe/snapshot, coalesced tag frames, alarm frames, errors.
+
+Sanic's ASGI test client can open a WebSocket but not talk over it (its
+``websocket()`` answers every receive with an empty message and drops what
+the app sends), so these tests drive the app's ASGI interface themselves:
+one queue into the app, one out of it.  The runtime runs on ``task.Clock``;
+the only real waiting is the handler's own coalescing timer on the asyncio
+loop (:data:`scada.api.live.COALESCE_S`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import textwrap
+
+import pytest
+from twisted.internet.task import Clock
+
+import scada.api.live as live
+from scada import auth
+from scada.api import build_app
+from scada.app import Runtime
+from scada.config import load_config
+from tags.model import Sample
+from tags.quality import Quality
+from tags.timefmt import iso_utc, parse_iso
+
+T0 = parse_iso("2026-11-19T08:00:00Z")
+HI = "flow:m1.flow_m3h:hi"
+WAIT = 2.0  # seconds a frame may take before a test fails (they come within COALESCE_S)
+
+SITE = textwrap.dedent("""\
+    site: {{name: live test}}
+    api: {api}
+    history: {{backend: sqlite, path: history.db}}
+    channels:
+      - name: gw
+        type: modbus-rtu
+        transport: {{tcp: 127.0.0.1:1}}
+        devices:
+          - {{name: m1, address: 1, profile: generic_water_meter, poll: 10s}}
+          - {{name: m2, address: 2, profile: generic_water_meter, poll: 10s}}
+    alarms:
+      - {{name: flow, type: limit, tag: m1.flow_m3h, hi: 5, deadband: 0.5}}
+    """)
+
+
+class Socket:
+    """One WebSocket connection to the app over ASGI."""
+
+    def __init__(self, app, path: str, headers: dict[str, str] | None = None) -> None:
+        path, _, query = path.partition("?")
+        self.scope = {"type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
+                      "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+                      "headers": [(b"host", b"localhost")] + [(k.lower().encode(), v.encode())
+                                                              for k, v in (headers or {}).items()],
+                      "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080), "subprotocols": []}
+        self.app = app
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        """Start the app on the connection and wait for it to accept."""
+
+        async def receive():
+            return await self.inbox.get()
+
+        async def send(message):
+            self.outbox.put_nowait(message)
+
+        # Sanic reads this as the (empty) request body before it accepts.
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.ensure_future(self.app(self.scope, receive, send))
+        message = await asyncio.wait_for(self.outbox.get(), WAIT)
+        assert message["type"] == "websocket.accept", message
+
+    async def frame(self) -> dict:
+        """Return the next frame the server sent, parsed."""
+        message = await asyncio.wait_for(self.outbox.get(), WAIT)
+        assert message["type"] == "websocket.send", message
+        return jsonlib.loads(message["text"])
+
+    def send(self, message) -> None:
+        """Send a text frame (a dict or list is JSON-encoded) or, for bytes, a binary one."""
+        if isinstance(message, bytes):
+            self.inbox.put_nowait({"type": "websocket.receive", "bytes": message})
+            return
+        text = message if isinstance(message, str) else jsonlib.dumps(message)
+        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
+
+    async def close(self) -> None:
+        """Disconnect and wait for the handler to finish."""
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(self.task, WAIT)
+
+    async def settle(self) -> dict:
+        """Return the answer to a probe: every message sent before it has been handled."""
+        self.send("probe")
+        return await self.frame()
+
+    def pending(self) -> int:
+        return self.outbox.qsize()
+
+
+class Site:
+    def __init__(self, tmp_path, api: str = "{auth: false}") -> None:
+        (tmp_path / "site.yaml").write_text(SITE.format(api=api))
+        cfg, _ = load_config(tmp_path / "site.yaml")
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.runtime = Runtime(cfg, self.clock, base_dir=tmp_path)
+        self.runtime.alarms.start()
+        self.app = build_app(self.runtime)
+        self.loop = asyncio.new_event_loop()
+        _, response = self.loop.run_until_complete(self.app.asgi_client.get("/api/v1/health"))
+        assert response.status == 200
+
+    def update(self, name: str, value, quality: Quality = Quality.GOOD) -> None:
+        self.runtime.tags.update(Sample(name, value, quality, self.clock.seconds()))
+
+    def run(self, scenario) -> None:
+        """Run ``scenario(site)`` (a coroutine function) on the site's loop, within a few seconds."""
+        self.loop.run_until_complete(asyncio.wait_for(scenario(self), 10))
+
+    def close(self) -> None:
+        self.runtime.alarms.stop()
+        self.runtime.historian.close()
+        self.runtime.store.close()
+        self.loop.close()
+
+
+@pytest.fixture()
+def site(tmp_path):
+    site = Site(tmp_path)
+    yield site
+    site.close()
+
+
+async def _connect(site: Site, path: str = "/api/v1/live", headers=None) -> tuple[Socket, dict, dict]:
+    """Open the socket; return it with its hello and alarms frames."""
+    ws = Socket(site.app, path, headers)
+    await ws.open()
+    return ws, await ws.frame(), await ws.frame()
+
+
+def test_hello_and_alarms_frames(site):
+    """On connect: hello (who, server time on the clock), then the active alarms."""
+    site.clock.advance(5)
+    site.update("m1.flow_m3h", 7.0)
+
+    async def scenario(site):
+        ws, hello, alarms = await _connect(site)
+        assert hello == {"type": "hello", "user": "anonymous", "role": "admin", "server_time": iso_utc(T0 + 5)}
+        assert alarms["type"] == "alarms" and alarms["flood"] is None
+        assert [a["id"] for a in alarms["alarms"]] == [HI]
+        assert alarms["alarms"][0]["state"] == "unack_active" and alarms["alarms"][0]["value"] == 7.0
+        assert alarms["alarms"][0]["message"].startswith("Превышение")
+        assert ws.pending() == 0  # nothing else until asked
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_subscribe_snapshot_and_coalesced_tags(site):
+    """Subscribe answers a snapshot of the prefix; a burst of updates is one tags frame with the latest values."""
+    site.update("m1.volume_m3", 100.0)
+    site.update("m2.volume_m3", 200.0)
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": ["m1."]})
+        snapshot = await ws.frame()
+        assert snapshot["type"] == "snapshot"
+        tags = {t["name"]: t for t in snapshot["tags"]}
+        assert set(tags) == {"m1.volume_m3", "m1.flow_m3h", "m1.temperature_c", "m1.error_code"}
+        assert tags["m1.volume_m3"]["value"] == 100.0 and tags["m1.volume_m3"]["quality"] == "good"
+        assert tags["m1.flow_m3h"]["quality"] == "not_yet_read"
+
+        for value in (101.0, 102.0, 103.0):
+            site.clock.advance(1)
+            site.update("m1.volume_m3", value)
+        site.update("m1.flow_m3h", 1.5)
+        site.update("m2.volume_m3", 201.0)  # not subscribed
+        site.update("m1.volume_m3", 103.0)  # no change: nothing new
+        frame = await ws.frame()
+        assert frame["type"] == "tags"
+        assert sorted(frame["tags"], key=lambda t: t["name"]) == [
+            {"name": "m1.flow_m3h", "value": 1.5, "unit": "m3/h", "quality": "good", "ts": iso_utc(T0 + 3)},
+            {"name": "m1.volume_m3", "value": 103.0, "unit": "m3", "quality": "good", "ts": iso_utc(T0 + 3)}]
+        assert (await ws.settle())["type"] == "error" and ws.pending() == 0
+
+        # update_many (a poll's batch) coalesces the same way; a second prefix adds its snapshot only.
+        ws.send({"subscribe": ["m2.volume"]})
+        snapshot = await ws.frame()
+        assert snapshot == {"type": "snapshot", "tags": [
+            {"name": "m2.volume_m3", "value": 201.0, "unit": "m3", "quality": "good", "ts": iso_utc(T0 + 3)}]}
+        site.runtime.tags.update_many([Sample("m2.volume_m3", 202.0, Quality.GOOD, T0 + 3),
+                                       Sample("m1.flow_m3h", None, Quality.TIMEOUT, T0 + 3)])
+        frame = await ws.frame()
+        assert {t["name"]: (t["value"], t["quality"]) for t in frame["tags"]} == {
+            "m2.volume_m3": (202.0, "good"), "m1.flow_m3h": (None, "timeout")}
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_non_finite_values_are_null(site):
+    """JSON has no NaN: a NaN or infinite reading goes out as null, in snapshots and changes alike."""
+    site.update("m1.volume_m3", float("nan"))
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": "m1.volume_m3"})  # a single string is one prefix
+        snapshot = await ws.frame()
+        assert [(t["name"], t["value"]) for t in snapshot["tags"]] == [("m1.volume_m3", None)]
+        site.update("m1.volume_m3", float("inf"))
+        frame = await ws.frame()
+        assert frame["type"] == "tags" and frame["tags"][0]["value"] is None
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_alarm_frames(site):
+    """Every journal entry is pushed at once, in order, with the alarm as it is after it."""
+
+    async def scenario(site):
+        ws, _, alarms = await _connect(site)
+        assert alarms["alarms"] == []
+        site.clock.advance(10)
+        site.update("m1.flow_m3h", 7.0)  # not subscribed to tags: only the alarm comes
+        frame = await ws.frame()
+        assert frame["type"] == "alarm"
+        assert frame["entry"]["event"] == "raise" and frame["entry"]["alarm_id"] == HI
+        assert frame["entry"]["ts"] == iso_utc(T0 + 10) and frame["entry"]["state_to"] == "unack_active"
+        assert frame["alarm"]["id"] == HI and frame["alarm"]["state"] == "unack_active"
+        assert frame["alarm"]["active_since"] == iso_utc(T0 + 10)
+
+        site.runtime.alarms.ack(HI, "ivanov", "видим")
+        site.update("m1.flow_m3h", 3.0)
+        ack, clear = await ws.frame(), await ws.frame()
+        assert (ack["entry"]["event"], ack["entry"]["user"], ack["entry"]["comment"]) == ("ack", "ivanov", "видим")
+        assert ack["alarm"]["state"] == "ack_active" and ack["alarm"]["acked_by"] == "ivanov"
+        assert clear["entry"]["event"] == "clear" and clear["alarm"]["state"] == "normal"
+        assert (await ws.settle())["type"] == "error"
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_alarm_and_tag_frames_together(site):
+    """An alarm raised by a subscribed tag: the alarm frame at once, the tag change after the coalescing."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": [""]})  # every tag
+        snapshot = await ws.frame()
+        assert len(snapshot["tags"]) == len(site.runtime.tags)
+        site.update("m1.flow_m3h", 7.0)
+        first, second = await ws.frame(), await ws.frame()
+        assert first["type"] == "alarm" and first["entry"]["event"] == "raise"
+        assert second["type"] == "tags" and [t["name"] for t in second["tags"]] == ["m1.flow_m3h"]
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_alarm_frames_in_the_clients_language(site):
+    """With ?lang=en the alarm frames speak English, as the alarms list does."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site, "/api/v1/live?lang=en")
+        site.update("m1.flow_m3h", 7.0)
+        frame = await ws.frame()
+        assert frame["alarm"]["message"].startswith("High limit exceeded")
+        await ws.close()
+        ws, _, alarms = await _connect(site, "/api/v1/live?lang=en")
+        assert alarms["alarms"][0]["message"] == frame["alarm"]["message"]
+        await ws.close()
+        ws, _, alarms = await _connect(site, "/api/v1/live")
+        assert alarms["alarms"][0]["message"].startswith("Превышение")
+        await ws.close()
+
+    site.run(scenario)
+
+
+BAD_MESSAGES = [
+    ("not json", "JSON object"),
+    ("", "JSON object"),
+    ('["m1."]', "JSON object"),
+    ("42", "JSON object"),
+    ("null", "JSON object"),
+    (b"\xff\xfe", "JSON object"),
+    ("[" * 100_000, "JSON object"),
+    ({"subscribe": 5}, "'subscribe' must be a list"),
+    ({"subscribe": None}, "'subscribe' must be a list"),
+    ({"subscribe": ["m1.", 5]}, "'subscribe' must be a list"),
+    ({"unsubscribe": {"m1.": True}}, "'unsubscribe' must be a list"),
+    ({"alarms": "no"}, "'alarms' must be true or false"),
+    ({"alarms": 0}, "'alarms' must be true or false"),
+    ({"subscribe": ["m1."], "verbose": True}, "unknown key 'verbose'"),
+]
+
+
+def test_bad_messages_get_an_error_frame_and_the_connection_stays(site):
+    """A message the server cannot use is answered with an error frame; the connection goes on working."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        for message, words in BAD_MESSAGES:
+            ws.send(message)
+            error = await ws.frame()
+            assert error["type"] == "error" and words in error["error"], (message, error)
+        assert ws.pending() == 0 and not ws.task.done()
+        ws.send({"subscribe": ["m2.flow"]})
+        assert (await ws.frame())["type"] == "snapshot"
+        site.update("m2.flow_m3h", 2.0)
+        assert (await ws.frame())["tags"][0]["value"] == 2.0
+        ws.send(b'{"unsubscribe": ["m2.flow"]}')  # a binary frame with JSON in it is fine
+        assert (await ws.settle())["type"] == "error"
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_unsubscribe_stops_tag_frames(site, monkeypatch):
+    """After unsubscribe no tag frames come for that prefix; the others keep coming."""
+    # No coalescing delay: a frame that should not come would be sent before the probe's answer.
+    monkeypatch.setattr(live, "COALESCE_S", 0.0)
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": ["m1.", "m2."]})
+        assert (await ws.frame())["type"] == "snapshot"
+        site.update("m1.volume_m3", 1.0)
+        assert (await ws.frame())["tags"][0]["name"] == "m1.volume_m3"
+        ws.send({"unsubscribe": ["m1.", "never-subscribed"]})
+        assert (await ws.settle())["type"] == "error"
+        site.update("m1.volume_m3", 2.0)
+        site.update("m2.volume_m3", 5.0)
+        frame = await ws.frame()
+        assert [t["name"] for t in frame["tags"]] == ["m2.volume_m3"]
+        site.update("m1.volume_m3", 3.0)
+        assert (await ws.settle())["type"] == "error" and ws.pending() == 0
+        # Subscribing again gives a fresh snapshot with the value missed meanwhile.
+        ws.send({"subscribe": "m1.volume"})
+        snapshot = await ws.frame()
+        assert snapshot["tags"][0]["value"] == 3.0
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_alarms_off_and_on(site):
+    """{"alarms": false} stops alarm frames; true starts them again with the current list."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"alarms": False})
+        assert (await ws.settle())["type"] == "error"
+        site.update("m1.flow_m3h", 7.0)
+        assert (await ws.settle())["type"] == "error" and ws.pending() == 0
+        ws.send({"alarms": True})
+        alarms = await ws.frame()
+        assert alarms["type"] == "alarms" and [a["id"] for a in alarms["alarms"]] == [HI]
+        ws.send({"alarms": True})  # already on: no second list
+        assert (await ws.settle())["type"] == "error"
+        site.runtime.alarms.ack(HI, "ivanov")
+        assert (await ws.frame())["entry"]["event"] == "ack"
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_disconnect_releases_subscriptions(site):
+    """A client that goes away leaves no subscriptions behind (tags and alarms)."""
+
+    before = list(site.runtime.alarms._subscribers)
+    tag_subscriptions = len(site.runtime.tags._subscriptions)
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        assert len(site.runtime.alarms._subscribers) == len(before) + 1
+        ws.send({"subscribe": ["m1.", "m2."]})
+        await ws.frame()
+        assert len(site.runtime.tags._subscriptions) == tag_subscriptions + 2
+        await ws.close()
+        assert len(site.runtime.tags._subscriptions) == tag_subscriptions
+        assert ws.task.done() and ws.task.exception() is None
+        site.update("m1.flow_m3h", 7.0)  # would raise into a dead client if it were still subscribed
+        assert site.runtime.alarms.errors == 0
+        assert ws.pending() == 0
+
+    site.run(scenario)
+    assert site.runtime.alarms._subscribers == before
+
+
+def test_prefix_limit(site, monkeypatch):
+    monkeypatch.setattr(live, "MAX_PREFIXES", 2)
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": ["a", "b", "c"]})
+        error = await ws.frame()
+        assert error["type"] == "error" and "at most 2 prefixes" in error["error"]
+        ws.send({"subscribe": ["a"]})  # already there: fine
+        assert (await ws.frame())["type"] == "snapshot"
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_a_slow_client_is_cut_off(site, monkeypatch):
+    """Past MAX_PENDING_FRAMES waiting frames the client is closed (1013) instead of queued without end."""
+    monkeypatch.setattr(live, "MAX_PENDING_FRAMES", 3)
+    closed = []
+
+    async def scenario(site):
+        from sanic.server.websockets.connection import WebSocketConnection
+
+        async def close(self, code=1000, reason=""):
+            closed.append((code, reason))
+
+        monkeypatch.setattr(WebSocketConnection, "close", close)
+        ws, _, _ = await _connect(site)
+        for n in range(6):  # all queued before the sender runs
+            site.runtime.alarms.comment(HI, "ivanov", f"#{n}")
+        frames = [await ws.frame() for _ in range(3)]
+        assert [f["entry"]["comment"] for f in frames] == ["#0", "#1", "#2"]
+        await asyncio.wait_for(ws.task, WAIT)  # the handler ends by itself
+        assert ws.pending() == 0
+
+    site.run(scenario)
+    assert closed[0] == (1013, "client too slow")
+
+
+def test_hello_names_the_token_user(tmp_path):
+    """With auth on, hello names the caller and role the token gives."""
+    site = Site(tmp_path, api="{}")
+    try:
+        token = auth.new_api_token()
+        site.runtime.store.add_token("wall", "viewer", auth.token_hash(token))
+
+        async def scenario(site):
+            ws, hello, alarms = await _connect(site, f"/api/v1/live?token={token}")
+            assert (hello["user"], hello["role"]) == ("token:wall", "viewer") and alarms["type"] == "alarms"
+            await ws.close()
+
+        site.run(scenario)
+    finally:
+        site.close()
