@@ -87,6 +87,15 @@ SUPPRESSIBLE_KINDS = frozenset({"limit", "rate", "stale", "status", "schedule"})
 VERIFY_EVERY = 3600.0  # seconds between verification checks
 _MAX_COMMENTS = 50     # comments kept on the alarm itself (the journal has all)
 
+#: Journal entries kept in memory while the journal cannot record them (the oldest go first beyond).
+MAX_UNJOURNALLED = 10_000
+#: A kept entry that the journal refuses this many times while it records others is given up.
+JOURNAL_ATTEMPTS = 5
+#: Seconds between attempts to write kept entries and states when no new transition comes.
+JOURNAL_RETRY_EVERY = 30.0
+#: Journal failures are logged at most once per this many seconds (with the count of the others).
+JOURNAL_LOG_EVERY = 60.0
+
 
 class UnknownAlarm(KeyError):
     """No configured alarm has this id; the message names it."""
@@ -341,7 +350,8 @@ class AlarmEngine:
     """Evaluate alarm rules over a tag table and keep every alarm's ISA-18.2 state.
 
     ``flood_count`` / ``flood_window``: more than ``flood_count``
-    annunciated raises within ``flood_window`` seconds raise the flood
+    new alarms (annunciated raises from normal; chattering re-raises do not
+    count) within ``flood_window`` seconds raise the flood
     alarm :data:`FLOOD_ID`; it clears at ``flood_count / 2`` or fewer.
     ``max_shelve``: the longest shelving, in seconds.  ``lang``: the
     language of messages (``ru`` or ``en``).  ``tz``: the site's time zone,
@@ -371,9 +381,19 @@ class AlarmEngine:
         self._max_shelve = float(max_shelve)
         self._lang = lang
         self._tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
-        #: Rule or sample failures caught (each type is logged once).
+        #: Rule, sample, journal or subscriber failures caught (each type is logged once; journal
+        #: failures at most once a minute).
         self.errors = 0
         self._logged: set[tuple[str, type]] = set()
+        #: Failed journal calls (``record``/``save_state``, retries included).
+        self.journal_errors = 0
+        #: Journal entries given up (too many waiting, or refused again and again while others went in).
+        self.journal_dropped = 0
+        self._unjournalled: deque[list[Any]] = deque()     # [entry, refusals] waiting for the journal
+        self._unsaved: dict[str, dict[str, Any]] = {}      # alarm id -> durable state waiting
+        self._journal_retry_call = None
+        self._journal_log_at = -math.inf
+        self._journal_unlogged = 0
 
         self._alarms: dict[str, Alarm] = {}
         self._watch: dict[str, _TagWatch] = {}
@@ -390,12 +410,13 @@ class AlarmEngine:
         self._subscribers: list[Callable[[AlarmEvent], None]] = []
         self._undo: list[Callable[[], None]] = []
         self._started = False
+        self._stopped = False  # stop() was called (and start() not since): operator actions are refused
         self._now: float | None = None        # reactor time, cached for one table batch
         self._releases: set[_Device] = set()  # devices whose comm came back in this batch
         self._heap: list[tuple[float, int, Alarm]] = []  # stale deadlines (lazily refreshed)
         self._stale_call = None
         self._stale_at = math.inf
-        self._raises: deque[tuple[float, str]] = deque()  # annunciated raises in the flood window
+        self._raises: deque[tuple[float, str]] = deque()  # new alarms in the flood window
         self._flood_call = None
         self._verify_call = None
         self._window_calls: list[Any] = []
@@ -506,6 +527,7 @@ class AlarmEngine:
         if self._started:
             return
         self._started = True
+        self._stopped = False
         now = self._reactor.seconds()
         try:
             saved = self._journal.load_states()
@@ -556,14 +578,24 @@ class AlarmEngine:
             self._verify_tick()
         if self._flood.active:
             self._flood_call = self._reactor.callLater(self._flood_window, self._flood_check)
+        if self._unjournalled or self._unsaved:
+            self._journal_retry_arm()
 
     def stop(self) -> None:
-        """Unsubscribe and cancel every timer; conditions freeze until the next :meth:`start`."""
+        """Unsubscribe and cancel every timer; conditions freeze until the next :meth:`start`.
+
+        Operator actions are refused (:class:`AlarmConflict`) until then.
+        Entries and states the journal could not take are tried once more.
+        """
         for undo in self._undo:
             undo()
         self._undo = []
         self._started = False
-        calls = [self._stale_call, self._flood_call, self._verify_call, *self._window_calls]
+        self._stopped = True
+        calls = [self._stale_call, self._flood_call, self._verify_call, self._journal_retry_call,
+                 *self._window_calls]
+        self._journal_retry_call = None
+        self._journal_retry()  # not started: a failure sets no new timer
         for alarm in self._alarms.values():
             calls += [alarm._timer, alarm._shelve_call]
             alarm._timer = alarm._shelve_call = None
@@ -572,7 +604,7 @@ class AlarmEngine:
         for call in calls:
             if call is not None and call.active():
                 call.cancel()
-        self._stale_call = self._flood_call = self._verify_call = None
+        self._stale_call = self._flood_call = self._verify_call = self._journal_retry_call = None
         self._stale_at = math.inf
         self._window_calls = []
         self._heap = []
@@ -763,7 +795,10 @@ class AlarmEngine:
         else:
             event = "raise" if active else "clear"
         self._emit(alarm, event, before, value=value)
-        if active and alarm is not self._flood and alarm.state is State.UNACK_ACTIVE:
+        if active and alarm.count == 1 and alarm is not self._flood and alarm.state is State.UNACK_ACTIVE:
+            # A new alarm (raised from normal).  A re-raise before the
+            # acknowledgement (chattering) is the same alarm with a higher
+            # count, not one more alarm for the flood.
             self._note_raise(alarm)
 
     # -- stale ----------------------------------------------------------------------------
@@ -866,7 +901,7 @@ class AlarmEngine:
         self._flood_check()
 
     def _flood_check(self) -> None:
-        """Start or end the flood from the annunciated raises within the window."""
+        """Start or end the flood from the new alarms within the window."""
         now = self._reactor.seconds()
         raises = self._raises
         cutoff = now - self._flood_window
@@ -940,14 +975,8 @@ class AlarmEngine:
             priority=alarm.priority.value, value=_number(value if value is not None else alarm.value),
             message=message,
         )
-        try:
-            self._journal.record(entry)
-        except Exception as exc:  # noqa: BLE001 - the engine goes on; the store logs its own trouble
-            self._fault(exc, f"journal record of {alarm.id}")
-        try:
-            self._journal.save_state(alarm.id, alarm.durable())
-        except Exception as exc:  # noqa: BLE001
-            self._fault(exc, f"journal save_state of {alarm.id}")
+        self._journal_record(entry)
+        self._journal_save(alarm.id, alarm.durable())
         if self._subscribers:
             news = AlarmEvent(entry, alarm._json(message))
             for callback in tuple(self._subscribers):
@@ -955,6 +984,110 @@ class AlarmEngine:
                     callback(news)
                 except Exception as exc:  # noqa: BLE001 - one subscriber must not stop the others
                     self._fault(exc, f"subscriber {callback!r} of {alarm.id}")
+
+    def _journal_record(self, entry: JournalEntry) -> None:
+        """Record ``entry``; keep it for later if the journal fails, write kept ones once it works."""
+        try:
+            self._journal.record(entry)
+        except Exception as exc:  # noqa: BLE001 - the engine goes on; the entry is kept
+            waiting = self._unjournalled
+            waiting.append([entry, 0])
+            if len(waiting) > MAX_UNJOURNALLED:
+                waiting.popleft()
+                self.journal_dropped += 1
+            self._journal_failed(exc, f"record of {entry.alarm_id}")
+            self._journal_retry_arm()
+            return
+        if self._unjournalled:
+            self._journal_retry_entries(proven=True)
+
+    def _journal_save(self, ident: str, state: dict[str, Any]) -> None:
+        """Save an alarm's durable state; keep the latest for later if the journal fails."""
+        try:
+            self._journal.save_state(ident, state)
+        except Exception as exc:  # noqa: BLE001
+            self._unsaved[ident] = state
+            self._journal_failed(exc, f"save_state of {ident}")
+            self._journal_retry_arm()
+            return
+        if self._unsaved:
+            self._unsaved.pop(ident, None)
+            self._journal_retry_states()
+
+    def _journal_retry_entries(self, proven: bool) -> bool:
+        """Record kept entries, oldest first, until one fails; return whether all went in.
+
+        ``proven``: the journal just took another entry, so a refusal says
+        something about this entry; after :data:`JOURNAL_ATTEMPTS` of those
+        it is given up (logged), so one entry the journal never takes cannot
+        hold back the others.
+        """
+        waiting = self._unjournalled
+        while waiting:
+            item = waiting[0]
+            try:
+                self._journal.record(item[0])
+            except Exception as exc:  # noqa: BLE001
+                self._journal_failed(exc, f"record of {item[0].alarm_id}")
+                if not proven:
+                    return False
+                item[1] += 1
+                if item[1] < JOURNAL_ATTEMPTS:
+                    return False
+                waiting.popleft()
+                self.journal_dropped += 1
+                _log.error("alarm journal: entry %r given up after %d refusals", item[0], item[1])
+                continue
+            waiting.popleft()
+        _log.warning("alarm journal: recording again; the entries kept meanwhile are written")
+        return True
+
+    def _journal_retry_states(self) -> bool:
+        """Save kept states until one fails; return whether all went in."""
+        unsaved = self._unsaved
+        while unsaved:
+            ident, state = next(iter(unsaved.items()))
+            try:
+                self._journal.save_state(ident, state)
+            except Exception as exc:  # noqa: BLE001
+                self._journal_failed(exc, f"save_state of {ident}")
+                return False
+            del unsaved[ident]
+        return True
+
+    def _journal_retry(self) -> None:
+        """Try the kept entries and states again (timer, and :meth:`stop`)."""
+        self._journal_retry_call = None
+        try:
+            done = True
+            if self._unjournalled:
+                done = self._journal_retry_entries(proven=False)
+            if self._unsaved:
+                done = self._journal_retry_states() and done
+        except Exception as exc:  # noqa: BLE001 - a timer must not die with the reactor's log only
+            self._fault(exc, "journal retry")
+            done = False
+        if not done:
+            self._journal_retry_arm()
+
+    def _journal_retry_arm(self) -> None:
+        call = self._journal_retry_call
+        if self._started and (call is None or not call.active()):
+            self._journal_retry_call = self._reactor.callLater(JOURNAL_RETRY_EVERY, self._journal_retry)
+
+    def _journal_failed(self, exc: Exception, what: str) -> None:
+        """Count a journal failure; log it at most once per :data:`JOURNAL_LOG_EVERY` seconds."""
+        self.errors += 1
+        self.journal_errors += 1
+        self._journal_unlogged += 1
+        now = self._reactor.seconds()
+        if not 0 <= now - self._journal_log_at < JOURNAL_LOG_EVERY:
+            self._journal_log_at = now
+            _log.error("alarm engine: journal %s failed: %s: %s (%d journal failures since the last report; "
+                       "%d entries and %d alarm states wait to be written, %d entries given up so far)",
+                       what, type(exc).__name__, exc, self._journal_unlogged, len(self._unjournalled),
+                       len(self._unsaved), self.journal_dropped)
+            self._journal_unlogged = 0
 
     def subscribe(self, callback: Callable[[AlarmEvent], None]) -> Callable[[], None]:
         """Call ``callback(AlarmEvent)`` for every journal entry from now on; return the undo function."""
@@ -993,7 +1126,12 @@ class AlarmEngine:
         return chosen
 
     def summary(self) -> dict[str, Any]:
-        """Return counts: alarms by state, active alarms by priority, whether a flood is on, the total."""
+        """Return counts: alarms by state, active alarms by priority, whether a flood is on, the total.
+
+        Also the journal's health: ``journal_errors`` (failed journal calls),
+        ``journal_pending`` (entries and alarm states kept in memory until
+        the journal takes them) and ``journal_dropped`` (entries given up).
+        """
         by_state = {s.value: 0 for s in State}
         by_priority = {p.value: 0 for p in sorted(Priority, key=lambda p: p.rank)}
         for alarm in self._alarms.values():
@@ -1002,19 +1140,23 @@ class AlarmEngine:
             if state in ACTIVE_STATES:
                 by_priority[alarm.priority.value] += 1
         return {"by_state": by_state, "by_priority": by_priority, "flood": self._flood.active,
-                "total": len(self._alarms)}
+                "total": len(self._alarms), "journal_errors": self.journal_errors,
+                "journal_pending": len(self._unjournalled) + len(self._unsaved),
+                "journal_dropped": self.journal_dropped}
 
     # -- operator actions -----------------------------------------------------------------
 
-    @staticmethod
-    def _need_user(user: str) -> None:
+    def _check_action(self, user: str) -> None:
+        """Refuse an operator action while the engine is stopped, or without a user name."""
+        if self._stopped:
+            raise AlarmConflict("the alarm engine is stopped")
         if not isinstance(user, str) or not user.strip():
             raise AlarmConflict("an operator action needs the user's name")
 
     def ack(self, alarm_id: str, user: str, comment: str = "") -> Alarm:
         """Acknowledge: ``unack_active`` → ``ack_active``, ``rtn_unack`` → ``normal``."""
         alarm = self.get(alarm_id)
-        self._need_user(user)
+        self._check_action(user)
         before = alarm.state
         try:
             alarm.acknowledge()
@@ -1043,7 +1185,7 @@ class AlarmEngine:
     def shelve(self, alarm_id: str, user: str, minutes: float, reason: str) -> Alarm:
         """Shelve for ``minutes`` (at most ``max_shelve`` seconds) with a reason; shelving again sets a new time."""
         alarm = self.get(alarm_id)
-        self._need_user(user)
+        self._check_action(user)
         if not isinstance(reason, str) or not reason.strip():
             raise AlarmConflict(f"alarm {alarm_id!r}: shelving needs a reason")
         try:
@@ -1063,14 +1205,15 @@ class AlarmEngine:
         alarm.shelved_until = now + seconds
         alarm.shelved_by = user
         alarm.shelve_reason = reason
-        alarm._shelve_call = self._reactor.callLater(seconds, self._shelve_expired, alarm)
+        if self._started:  # before start, start() times it from shelved_until
+            alarm._shelve_call = self._reactor.callLater(seconds, self._shelve_expired, alarm)
         self._emit(alarm, "shelve", before, user, reason)
         return alarm
 
     def unshelve(self, alarm_id: str, user: str, comment: str = "") -> Alarm:
         """Unshelve now; the alarm takes the state its condition demands (active → ``unack_active``)."""
         alarm = self.get(alarm_id)
-        self._need_user(user)
+        self._check_action(user)
         if not alarm.shelved:
             raise AlarmConflict(f"alarm {alarm_id!r} is not shelved (state {alarm.state.value})")
         self._unshelve(alarm, user, comment)
@@ -1079,7 +1222,7 @@ class AlarmEngine:
     def comment(self, alarm_id: str, user: str, text: str) -> Alarm:
         """Add an operator's comment (any state)."""
         alarm = self.get(alarm_id)
-        self._need_user(user)
+        self._check_action(user)
         if not isinstance(text, str) or not text.strip():
             raise AlarmConflict(f"alarm {alarm_id!r}: a comment needs text")
         before = alarm.state
@@ -1091,7 +1234,7 @@ class AlarmEngine:
     def set_in_service(self, alarm_id: str, user: str, in_service: bool, reason: str = "") -> Alarm:
         """Remove from service (a reason is required) or return to service."""
         alarm = self.get(alarm_id)
-        self._need_user(user)
+        self._check_action(user)
         before = alarm.state
         if in_service:
             if not alarm.out_of_service:

@@ -50,13 +50,22 @@ def rate_of_change(window: deque[tuple[float, float]], ts: float, value: float, 
     """Add ``(ts, value)`` to ``window`` and return ``|Δvalue/Δt|`` against its oldest sample within ``span``.
 
     ``window`` holds the usable samples of one tag, oldest first; samples
-    older than ``ts - span`` are dropped.  A sample not newer than the
-    latest kept one (a repeat or an out-of-order arrival) is ignored.
-    Returns ``None`` when there is no earlier sample within ``span`` to
-    compare with.
+    older than ``ts - span`` are dropped.  A repeat of the latest sample's
+    time is ignored (the rate stays what it was).  A sample *older* than
+    the latest kept one means the clock went back (a host clock step, a
+    meter reset): the window starts again from this sample alone, so the
+    figures of the old time line cannot hold a condition for as long as
+    the step.  Returns ``None`` when there is no earlier sample within
+    ``span`` to compare with (then also right after such a restart).
     """
-    if window and ts <= window[-1][0]:
-        return None if len(window) < 2 else _rate(window[0], window[-1])
+    if window:
+        newest = window[-1][0]
+        if ts == newest:
+            return None if len(window) < 2 else _rate(window[0], window[-1])
+        if ts < newest:
+            window.clear()
+            window.append((ts, value))
+            return None
     window.append((ts, value))
     cutoff = ts - span
     while window[0][0] < cutoff:

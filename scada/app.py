@@ -67,7 +67,7 @@ class Runtime:
         from scada.store import OpsStore
 
         #: The operational store: alarm journal and states, users, API tokens, login sessions.
-        self.store = OpsStore(base / cfg.store.path, clock=reactor.seconds)
+        self.store = OpsStore(base / cfg.store.path, clock=reactor.seconds, reactor=reactor)
         serial_over: dict[str, str] = {}
         tcp_over: dict[str, tuple[str, int]] = {}
         if cfg.simulate:

@@ -12,26 +12,44 @@ commit an append to the log without an fsync (a power cut may lose the
 last commits, never corrupt the file); a busy timeout makes a writer wait
 for the other's short transaction instead of failing at once.
 
-Every statement outside the migrations is its own transaction (the
-connection is in autocommit mode), so the store never holds a write lock
-between calls.  Secrets are never stored: passwords as argon2id hashes,
-tokens as SHA-256 (see :mod:`scada.auth`).
+Alarm journal writes are grouped.  Given the runtime's ``reactor``,
+:meth:`OpsStore.record` and :meth:`OpsStore.save_state` run inside one
+transaction that is committed once per reactor turn (``callLater(0)``):
+a comm-loss batch of thousands of transitions costs one commit, not two
+per transition.  ``record`` still inserts at once, so ``entry.id`` is set
+when it returns; a crash loses at most the current turn's entries.  The
+write lock is held only until the end of that turn; every other method
+commits the open journal transaction first, then runs in autocommit mode
+(its own transaction), as do journal writes without a reactor (the
+command line).  A commit that fails is rolled back and its entries and
+states are kept in memory (:data:`MAX_UNSAVED` entries at most) and
+written again with the next journal write or a few seconds later.  Text
+is never a reason to lose an entry: a string SQLite cannot take (an
+unpaired surrogate such as ``"\\ud800"``) is stored with U+FFFD in its place.
+
+Secrets are never stored: passwords as argon2id hashes, tokens as SHA-256
+(see :mod:`scada.auth`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from alarms.model import JournalEntry
 from scada.auth import check_role
 from scada.store.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +59,33 @@ BUSY_TIMEOUT_S = 5.0
 #: must not become a write per second).
 LAST_USED_RESOLUTION_S = 60.0
 
+#: Journal entries (and alarm states) kept in memory after failed commits, to be written again.
+MAX_UNSAVED = 100_000
+#: Seconds between attempts to write what a failed commit left in memory, when no new write comes.
+RETRY_AFTER_S = 5.0
+#: Write failures are logged at most this often (the count of the others goes with the next line).
+LOG_EVERY_S = 60.0
+
 _JOURNAL_COLUMNS = ("ts", "alarm_id", "event", "user", "comment", "state_from", "state_to", "rule", "tag",
                     "priority", "value", "message")
+_INSERT_ENTRY = f"INSERT INTO alarm_journal ({', '.join(_JOURNAL_COLUMNS)}) VALUES ({', '.join('?' * 12)})"
+_INSERT_ENTRY_ID = (f"INSERT INTO alarm_journal (id, {', '.join(_JOURNAL_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * 13)})")
+_UPSERT_STATE = ("INSERT INTO alarm_state (alarm_id, state, updated) VALUES (?, ?, ?) "
+                 "ON CONFLICT(alarm_id) DO UPDATE SET state = excluded.state, updated = excluded.updated")
+#: One encoder for every saved state (``json.dumps`` with options builds a new one per call).
+_encode_state = json.JSONEncoder(sort_keys=True).encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(params: tuple) -> tuple:
+    """Return ``params`` with unpaired surrogates in strings replaced by U+FFFD (SQLite wants UTF-8)."""
+    return tuple(_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for v in params)
+
+
+def _entry_row(entry: JournalEntry) -> tuple:
+    return (entry.ts, entry.alarm_id, entry.event, entry.user, entry.comment, entry.state_from, entry.state_to,
+            entry.rule, entry.tag, entry.priority, entry.value, entry.message)
 
 
 class StoreError(Exception):
@@ -115,15 +158,35 @@ class OpsStore:
     Implements the alarm :class:`~alarms.model.Journal` protocol, and keeps
     users, API tokens and sessions.  ``clock`` returns Unix seconds (the
     runtime's ``reactor.seconds``; ``time.time`` for the command line); it
-    stamps records and decides what has expired.  Raises
-    :class:`StoreError` if the file cannot be opened, is not a store, or
-    was written by a newer version of this program.
+    stamps records and decides what has expired.  ``reactor`` (the
+    runtime's; optional) groups journal writes into one commit per reactor
+    turn, and its ``seconds`` is the default ``clock``; without it every
+    journal write is committed at once.  Raises :class:`StoreError` if the
+    file cannot be opened, is not a store, or was written by a newer
+    version of this program.
+
+    ``write_errors`` counts failed journal writes and commits, ``dropped``
+    the entries given up because more than :data:`MAX_UNSAVED` waited;
+    :attr:`unsaved` is how many entries and states wait in memory.
     """
 
     def __init__(self, path: str | os.PathLike, clock: Callable[[], float] | None = None,
-                 busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+                 busy_timeout: float = BUSY_TIMEOUT_S, reactor: IReactorTime | None = None) -> None:
         self.path = Path(path)
-        self._clock = clock or time.time
+        self._reactor = reactor
+        self._clock = clock or (reactor.seconds if reactor is not None else time.time)
+        #: Journal writes and commits that failed (their entries are kept and written again).
+        self.write_errors = 0
+        #: Journal entries given up because more than MAX_UNSAVED waited in memory.
+        self.dropped = 0
+        self._turn_entries: list[JournalEntry] = []   # inserted in the open transaction
+        self._turn_states: dict[str, tuple[str, float]] = {}  # saved in this turn, written at the commit
+        self._lost_entries: list[JournalEntry] = []   # rolled back by a failed commit: to insert again
+        self._lost_states: dict[str, tuple[str, float]] = {}
+        self._commit_call: Any = None
+        self._retry_call: Any = None
+        self._log_at = -math.inf                      # monotonic time of the last failure logged
+        self._unlogged = 0                            # failures since then
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _create_private(self.path)
@@ -199,8 +262,23 @@ class OpsStore:
         return self._db.execute(f"PRAGMA {name}").fetchone()[0]
 
     def close(self) -> None:
-        """Close the file (idempotent); the last connection to close checkpoints the log."""
+        """Commit the journal's open transaction and close the file (idempotent).
+
+        The last connection to close checkpoints the log.  Entries that
+        still cannot be written are logged as lost.
+        """
         if not getattr(self, "_closed", True):
+            for call in (self._commit_call, self._retry_call):
+                if call is not None and call.active():
+                    call.cancel()
+            self._commit_call = self._retry_call = None
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - closing must close
+                lost = len(self._lost_entries)
+                self.dropped += lost
+                log.error("store %s: closing with %d journal entries and %d alarm states unwritten: %s",
+                          self.path, lost, len(self._lost_states), exc)
             self._closed = True
             self._db.close()
 
@@ -208,46 +286,208 @@ class OpsStore:
     # Alarm journal (alarms.model.Journal)
 
     def record(self, entry: JournalEntry) -> None:
-        """Append ``entry`` to the journal, setting ``entry.id``."""
-        cursor = self._db.execute(
-            f"INSERT INTO alarm_journal ({', '.join(_JOURNAL_COLUMNS)}) VALUES ({', '.join('?' * 12)})",
-            tuple(getattr(entry, column) for column in _JOURNAL_COLUMNS))
-        entry.id = cursor.lastrowid
+        """Append ``entry`` to the journal, setting ``entry.id`` (committed at the end of the reactor turn).
+
+        Raises if the entry could not be inserted (it is then not kept here).
+        """
+        self._check_open()
+        try:
+            self._begin()
+            entry.id = self._insert(entry)
+            if self._reactor is not None:
+                self._turn_entries.append(entry)
+            else:
+                self._commit()
+        except BaseException:
+            self._failed()
+            raise
+
+    def save_state(self, alarm_id: str, state: dict[str, Any]) -> None:
+        """Remember an alarm's persistent state (a JSON-able dict), replacing the previous one.
+
+        The state is encoded at once (a dict that is not JSON-able is a
+        ``TypeError`` here) and written with the turn's commit.
+        """
+        text = _encode_state(state)
+        self._check_open()
+        try:
+            self._begin()
+            self._turn_states[alarm_id] = (text, self._clock())
+            if self._reactor is None:
+                self._commit()
+        except BaseException:
+            self._failed()
+            raise
+
+    def delete_state(self, alarm_id: str) -> None:
+        """Forget the state of an alarm that is no longer configured."""
+        self._settle()
+        self._lost_states.pop(alarm_id, None)
+        self._db.execute("DELETE FROM alarm_state WHERE alarm_id = ?", _storable((alarm_id,)))
 
     def query(self, start: float, end: float, limit: int = 100_000, alarm_id: str | None = None
               ) -> list[JournalEntry]:
         """Return journal entries with ``start <= ts < end`` (of one alarm, if given), oldest first."""
+        self._settle()
         sql = f"SELECT id, {', '.join(_JOURNAL_COLUMNS)} FROM alarm_journal WHERE ts >= ? AND ts < ?"
         params: list[Any] = [start, end]
         if alarm_id is not None:
             sql += " AND alarm_id = ?"
             params.append(alarm_id)
         sql += " ORDER BY ts, id LIMIT ?"
-        params.append(max(0, int(limit)))
-        return [JournalEntry(id=row[0], **dict(zip(_JOURNAL_COLUMNS, row[1:])))
-                for row in self._db.execute(sql, params)]
-
-    def save_state(self, alarm_id: str, state: dict[str, Any]) -> None:
-        """Remember an alarm's persistent state (a JSON-able dict), replacing the previous one."""
-        self._db.execute(
-            "INSERT INTO alarm_state (alarm_id, state, updated) VALUES (?, ?, ?) "
-            "ON CONFLICT(alarm_id) DO UPDATE SET state = excluded.state, updated = excluded.updated",
-            (alarm_id, json.dumps(state, sort_keys=True), self._clock()))
+        limit = max(0, int(limit))
+        params.append(limit)
+        found = [JournalEntry(id=row[0], **dict(zip(_JOURNAL_COLUMNS, row[1:])))
+                 for row in self._db.execute(sql, _storable(tuple(params)))]
+        unwritten = [replace(e) for e in self._lost_entries
+                     if start <= e.ts < end and (alarm_id is None or e.alarm_id == alarm_id)]
+        if unwritten:  # a commit failed: what waits in memory is part of the journal too
+            found = sorted(found + unwritten, key=lambda e: (e.ts, e.id or 0))[:limit]
+        return found
 
     def load_states(self) -> dict[str, dict[str, Any]]:
-        """Return every saved alarm state by alarm id."""
-        return {alarm_id: json.loads(state)
-                for alarm_id, state in self._db.execute("SELECT alarm_id, state FROM alarm_state")}
+        """Return every saved alarm state by alarm id (including those not written yet)."""
+        self._settle()
+        states = {alarm_id: json.loads(state)
+                  for alarm_id, state in self._db.execute("SELECT alarm_id, state FROM alarm_state")}
+        for alarm_id, (text, _) in self._lost_states.items():
+            states[alarm_id] = json.loads(text)
+        return states
 
-    def delete_state(self, alarm_id: str) -> None:
-        """Forget the state of an alarm that is no longer configured."""
-        self._db.execute("DELETE FROM alarm_state WHERE alarm_id = ?", (alarm_id,))
+    @property
+    def unsaved(self) -> int:
+        """Return how many journal entries and alarm states are not committed yet (this turn's and failed ones)."""
+        return (len(self._turn_entries) + len(self._turn_states) + len(self._lost_entries)
+                + len(self._lost_states))
+
+    def flush(self) -> None:
+        """Commit the journal's open transaction now, with anything a failed commit left; raise if that fails.
+
+        Does nothing on a closed store.
+        """
+        if not self._closed and (self._db.in_transaction or self._lost_entries or self._lost_states):
+            try:
+                self._begin()
+                self._commit()
+            except BaseException:
+                self._failed()
+                raise
+
+    # -- the grouped journal transaction
+
+    def _insert(self, entry: JournalEntry, keep_id: bool = False) -> int:
+        """Insert one entry (with its old id if ``keep_id`` and that id is still free); return its id."""
+        row = _entry_row(entry)
+        if keep_id and entry.id is not None:
+            try:
+                return self._execute(_INSERT_ENTRY_ID, (entry.id, *row))
+            except sqlite3.IntegrityError:
+                pass  # the id was taken meanwhile: a new one
+        return self._execute(_INSERT_ENTRY, row)
+
+    def _execute(self, sql: str, row: tuple) -> int:
+        try:
+            return self._db.execute(sql, row).lastrowid
+        except UnicodeEncodeError:
+            return self._db.execute(sql, _storable(row)).lastrowid
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+
+    def _begin(self) -> None:
+        """Open the journal transaction (putting back what a failed commit rolled back), and time its commit."""
+        db = self._db
+        if db.in_transaction:
+            return
+        if self._turn_entries or self._turn_states:
+            self._lose_turn()  # SQLite rolled the transaction back on an error
+        db.execute("BEGIN IMMEDIATE")
+        if self._lost_entries:
+            entries, self._lost_entries = self._lost_entries, []
+            self._turn_entries = entries  # back to the lost list if this transaction fails too
+            for entry in entries:
+                entry.id = self._insert(entry, keep_id=True)
+        if self._lost_states:
+            self._turn_states.update(self._lost_states)
+            self._lost_states = {}
+        if self._reactor is not None and self._commit_call is None:
+            self._commit_call = self._reactor.callLater(0, self._turn_end)
+
+    def _commit(self) -> None:
+        db = self._db
+        if self._turn_states:
+            rows = [(alarm_id, text, updated) for alarm_id, (text, updated) in self._turn_states.items()]
+            try:
+                db.executemany(_UPSERT_STATE, rows)
+            except UnicodeEncodeError:
+                db.executemany(_UPSERT_STATE, [_storable(row) for row in rows])
+        db.execute("COMMIT")
+        self._turn_entries = []
+        self._turn_states = {}
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+
+    def _turn_end(self) -> None:
+        """The reactor turn that wrote to the journal is over: commit (a failure is kept for later)."""
+        self._commit_call = None
+        self._settle()
+
+    def _retry_due(self) -> None:
+        """Write again what a failed commit left in memory, although no new journal write came."""
+        self._retry_call = None
+        self._settle()
+
+    def _failed(self) -> None:
+        """A journal statement or commit failed: keep what the transaction held, log (rate limited), retry."""
+        self.write_errors += 1
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self._lose_turn()
+        now = time.monotonic()
+        self._unlogged += 1
+        if now - self._log_at >= LOG_EVERY_S:
+            self._log_at = now
+            log.error("store %s: alarm journal write failed (%d failures since the last report); "
+                      "%d entries and %d alarm states wait in memory", self.path, self._unlogged,
+                      len(self._lost_entries), len(self._lost_states), exc_info=True)
+            self._unlogged = 0
+        if self._reactor is not None and (self._lost_entries or self._lost_states) and (
+                self._retry_call is None or not self._retry_call.active()):
+            self._retry_call = self._reactor.callLater(RETRY_AFTER_S, self._retry_due)
+
+    def _lose_turn(self) -> None:
+        """Move the rolled-back transaction's entries and states to the lists written again later."""
+        self._lost_entries += self._turn_entries
+        self._turn_entries = []
+        for alarm_id, saved in self._turn_states.items():
+            self._lost_states[alarm_id] = saved
+        self._turn_states = {}
+        excess = len(self._lost_entries) - MAX_UNSAVED
+        if excess > 0:
+            del self._lost_entries[:excess]
+            self.dropped += excess
+            log.error("store %s: %d alarm journal entries dropped: more than %d waited to be written",
+                      self.path, excess, MAX_UNSAVED)
+
+    def _settle(self) -> None:
+        """Before any other statement: commit the journal's open transaction (a failure waits for later)."""
+        if not self._closed and (self._db.in_transaction or self._lost_entries or self._lost_states):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - logged by _failed; the other statement goes on
+                pass
 
     # ------------------------------------------------------------------
     # Users
 
     def add_user(self, name: str, role: str, password_hash: str) -> User:
         """Create a user; raise :class:`AlreadyExists` if the name is taken."""
+        self._settle()
         check_role(role)
         now = self._clock()
         try:
@@ -270,12 +510,14 @@ class OpsStore:
 
     def remove_user(self, name: str) -> None:
         """Delete a user and end their sessions; raise :class:`NotFound` if there is none."""
+        self._settle()
         # Sessions go with the user (ON DELETE CASCADE).
         if self._db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
             raise NotFound(f"no user {name!r}")
 
     def set_password(self, name: str, password_hash: str, end_sessions: bool = True) -> None:
         """Replace a user's password hash and (by default) end their sessions; :class:`NotFound` if none."""
+        self._settle()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -292,6 +534,7 @@ class OpsStore:
 
     def set_role(self, name: str, role: str) -> None:
         """Change a user's role (open sessions take it at their next request); :class:`NotFound` if none."""
+        self._settle()
         check_role(role)
         if self._db.execute("UPDATE users SET role = ?, updated = ? WHERE name = ?",
                             (role, self._clock(), name)).rowcount == 0:
@@ -302,6 +545,7 @@ class OpsStore:
 
     def add_token(self, name: str, role: str, token_hash: str, expires: float | None = None) -> Token:
         """Record a new API token by the hash of its secret; :class:`AlreadyExists` if the name is taken."""
+        self._settle()
         check_role(role)
         now = self._clock()
         try:
@@ -318,11 +562,13 @@ class OpsStore:
 
     def revoke_token(self, name: str) -> None:
         """Delete an API token; raise :class:`NotFound` if there is none."""
+        self._settle()
         if self._db.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount == 0:
             raise NotFound(f"no token {name!r}")
 
     def token_by_hash(self, token_hash: str) -> Token | None:
         """Return the API token with this hash (expired or not), noting that it was used; None if unknown."""
+        self._settle()
         row = self._db.execute("SELECT name, role, created, expires, last_used FROM tokens WHERE hash = ?",
                                (token_hash,)).fetchone()
         if row is None:
@@ -341,6 +587,7 @@ class OpsStore:
 
         Raises :class:`NotFound` if the user does not exist (any more).
         """
+        self._settle()
         now = self._clock()
         row = self._db.execute("SELECT role FROM users WHERE name = ?", (user,)).fetchone()
         if row is None:
@@ -363,10 +610,12 @@ class OpsStore:
 
     def delete_session(self, token_hash: str) -> bool:
         """End a session; return False if there was none."""
+        self._settle()
         return self._db.execute("DELETE FROM sessions WHERE hash = ?", (token_hash,)).rowcount > 0
 
     def purge_sessions(self) -> int:
         """Delete expired sessions; return how many."""
+        self._settle()
         return self._db.execute("DELETE FROM sessions WHERE expires <= ?", (self._clock(),)).rowcount
 
     def sessions(self, user: str | None = None) -> list[Session]:

@@ -157,6 +157,25 @@ def test_rate_uses_sample_times() -> None:
     assert s.state(f"fast:{SUPPLY}") == "unack_active"
 
 
+def test_rate_alarm_clears_after_the_clock_steps_back() -> None:
+    """A host clock stepping back an hour does not freeze an active rate alarm for that hour."""
+    s = Site([RateRule("fast", tags=(SUPPLY,), max_rate=1.0, window=600.0)])
+    rid = f"fast:{SUPPLY}"
+    s.feed(SUPPLY, 0.0)
+    s.advance(60)
+    s.feed(SUPPLY, 120.0)  # 2/s
+    alarm = s.engine.get(rid)
+    assert alarm.state is State.UNACK_ACTIVE
+    back = s.now - 3600
+    s.feed(SUPPLY, 120.5, ts=back)  # the first sample after the step: no rate proven, the condition clears
+    assert alarm.state is State.RTN_UNACK and not alarm.active
+    s.feed(SUPPLY, 121.0, ts=back + 60)  # the new time line is evaluated at once: calm
+    assert alarm.state is State.RTN_UNACK
+    s.feed(SUPPLY, 300.0, ts=back + 120)  # and a real jump raises again
+    assert alarm.state is State.UNACK_ACTIVE and alarm.count == 2
+    assert alarm.value == pytest.approx((300.0 - 120.5) / 120)
+
+
 # -- stale ------------------------------------------------------------------------------------
 
 

@@ -412,7 +412,7 @@ def test_subscribe_and_unsubscribe() -> None:
 
 
 def test_broken_journal_does_not_stop_alarms() -> None:
-    """A journal that fails to record is logged; alarms and subscribers go on."""
+    """A journal that fails to record is logged; alarms and subscribers go on; the entry is kept and counted."""
 
     class Broken(MemoryJournal):
         def record(self, entry) -> None:
@@ -423,6 +423,133 @@ def test_broken_journal_does_not_stop_alarms() -> None:
     assert s.state(HI) == "unack_active"
     assert len(s.events) == 1
     assert s.engine.errors == 1
+    summary = s.engine.summary()
+    assert (summary["journal_errors"], summary["journal_pending"], summary["journal_dropped"]) == (1, 1, 0)
+
+
+class Flaky(MemoryJournal):
+    """A journal that fails while ``down`` (record and save_state), or for entries ``refuse`` says."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.down = False
+        self.refuse = lambda entry: False
+
+    def record(self, entry) -> None:
+        if self.down or self.refuse(entry):
+            raise OSError("disk full")
+        super().record(entry)
+
+    def save_state(self, alarm_id, state) -> None:
+        if self.down:
+            raise OSError("disk full")
+        super().save_state(alarm_id, state)
+
+
+def test_journal_failures_keep_entries_until_the_journal_works() -> None:
+    """Entries and states the journal refused wait in memory and are written with the next write that works."""
+    journal = Flaky()
+    s = site(journal=journal)
+    journal.down = True
+    raise_hi(s)
+    s.advance(1)
+    s.engine.ack(HI, "ivanov", "смотрю")
+    s.advance(1)
+    clear_hi(s)
+    s.advance(1)
+    assert journal.entries == [] and journal.states == {}
+    summary = s.engine.summary()
+    assert (summary["journal_errors"], summary["journal_pending"]) == (6, 4)  # 3 entries, 1 state
+    assert s.engine.errors == 6
+    assert [e.entry.event for e in s.events] == ["raise", "ack", "clear"]  # subscribers heard everything
+    journal.down = False
+    s.engine.comment(HI, "ivanov", "разобрались")
+    # The new entry goes in first (its id is the lowest); the kept ones follow, in their order.
+    assert [e.event for e in journal.entries] == ["comment", "raise", "ack", "clear"]
+    assert [e.ts for e in journal.entries] == [T0 + 3, T0, T0 + 1, T0 + 2]
+    assert journal.states[HI]["state"] == "normal" and len(journal.states[HI]["comments"]) == 1
+    assert s.engine.summary()["journal_pending"] == 0
+    assert s.engine.summary()["journal_errors"] == 6  # no new failure
+
+
+def test_kept_entries_are_retried_without_new_transitions() -> None:
+    """With nothing new to write, kept entries and states are tried again every JOURNAL_RETRY_EVERY seconds."""
+    from alarms.engine import JOURNAL_RETRY_EVERY
+
+    journal = Flaky()
+    s = site(journal=journal)
+    journal.down = True
+    raise_hi(s)
+    s.advance(JOURNAL_RETRY_EVERY)  # still down: tried, kept, timed again
+    assert s.engine.summary()["journal_pending"] == 2 and s.engine.journal_errors == 4
+    journal.down = False
+    s.advance(JOURNAL_RETRY_EVERY)
+    assert [e.event for e in journal.entries] == ["raise"] and journal.states[HI]["state"] == "unack_active"
+    assert s.engine.summary()["journal_pending"] == 0
+    assert not [c for c in s.clock.getDelayedCalls() if "_journal_retry" in repr(c)]
+
+
+def test_kept_entries_are_tried_once_more_at_stop() -> None:
+    """stop() tries the kept entries once more and leaves no timer."""
+    journal = Flaky()
+    s = site(journal=journal)
+    journal.down = True
+    raise_hi(s)
+    journal.down = False
+    s.engine.stop()
+    assert [e.event for e in journal.entries] == ["raise"]
+    assert s.clock.getDelayedCalls() == []
+
+
+def test_an_entry_the_journal_never_takes_is_given_up() -> None:
+    """An entry refused JOURNAL_ATTEMPTS times while others go in is dropped (counted); it holds back nothing."""
+    from alarms.engine import JOURNAL_ATTEMPTS
+
+    journal = Flaky()
+    journal.refuse = lambda entry: entry.event == "comment"
+    s = site(journal=journal)
+    s.engine.comment(HI, "ivanov", "не записывается")
+    for n in range(JOURNAL_ATTEMPTS):
+        raise_hi(s) if n % 2 == 0 else clear_hi(s)
+    summary = s.engine.summary()
+    assert (summary["journal_pending"], summary["journal_dropped"]) == (0, 1)
+    assert "comment" not in [e.event for e in journal.entries]
+    assert len(journal.entries) == JOURNAL_ATTEMPTS
+
+
+def test_kept_entries_are_bounded(monkeypatch) -> None:
+    """At most MAX_UNJOURNALLED entries wait; beyond, the oldest go and are counted."""
+    import alarms.engine
+
+    monkeypatch.setattr(alarms.engine, "MAX_UNJOURNALLED", 3)
+    journal = Flaky()
+    s = site(journal=journal)
+    journal.down = True
+    for n in range(5):
+        raise_hi(s) if n % 2 == 0 else clear_hi(s)
+        s.advance(1)
+    summary = s.engine.summary()
+    assert (summary["journal_pending"], summary["journal_dropped"]) == (3 + 1, 2)  # 3 entries + 1 state
+    journal.down = False
+    s.engine.comment(HI, "ivanov", "снова пишет")
+    assert [(e.event, e.ts) for e in journal.entries] == [
+        ("comment", T0 + 5), ("raise", T0 + 2), ("clear", T0 + 3), ("raise", T0 + 4)]
+
+
+def test_journal_failures_are_logged_at_a_rate_limit(caplog) -> None:
+    """A journal that keeps failing is logged once a minute at most, with the count of failures."""
+    journal = Flaky()
+    s = site(journal=journal)
+    journal.down = True
+    with caplog.at_level("ERROR", logger="alarms.engine"):
+        for n in range(20):
+            raise_hi(s) if n % 2 == 0 else clear_hi(s)
+        assert len(caplog.records) == 1
+        s.advance(60)
+        raise_hi(s) if s.state(HI) == "normal" else clear_hi(s)
+    assert len(caplog.records) == 2
+    assert "40 journal failures since the last report" in caplog.records[1].getMessage()
+    assert "OSError: disk full" in caplog.records[1].getMessage()
 
 
 # -- restore ----------------------------------------------------------------------------------
@@ -646,6 +773,37 @@ def test_engine_on_real_table_signature() -> None:
     assert [a.id for a in engine.alarms("all")] == [FLOOD_ID]
     assert engine.flood is None
     engine.stop()
+
+
+def test_actions_after_stop_are_refused() -> None:
+    """After stop() operator actions are refused and schedule nothing; after start() they work again."""
+    s = site()
+    raise_hi(s)
+    s.engine.stop()
+    before = len(s.journal.entries)
+    actions = [lambda: s.engine.ack(HI, "ivanov"), lambda: s.engine.shelve(HI, "ivanov", 10, "ремонт"),
+               lambda: s.engine.unshelve(HI, "ivanov"), lambda: s.engine.comment(HI, "ivanov", "текст"),
+               lambda: s.engine.set_in_service(HI, "ivanov", False, "снят")]
+    for action in actions:
+        with pytest.raises(AlarmConflict, match="the alarm engine is stopped"):
+            action()
+    assert s.engine.ack_many([HI], "ivanov") == {"acked": [], "errors": {HI: "the alarm engine is stopped"}}
+    assert s.clock.getDelayedCalls() == []
+    assert len(s.journal.entries) == before and s.state(HI) == "unack_active"
+    s.engine.start()
+    s.engine.shelve(HI, "ivanov", 10, "ремонт")
+    s.advance(600)
+    assert s.state(HI) == "unack_active"  # the shelving ended on time
+
+
+def test_shelve_before_start_sets_no_timer_until_start() -> None:
+    """A shelving before start is timed by start() from its end, not by a timer of its own."""
+    s = site(start=False)
+    s.engine.shelve(HI, "ivanov", 10, "r")
+    assert s.clock.getDelayedCalls() == []
+    s.engine.start()
+    s.advance(600)
+    assert s.state(HI) == "normal" and s.trail(HI)[-1] == ("unshelve", "shelved", "normal")
 
 
 def test_shelved_before_start_has_one_timer() -> None:

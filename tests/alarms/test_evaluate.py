@@ -52,11 +52,26 @@ def test_rate_over_window() -> None:
     # T0 drops out at T0 + 61: compared with T0 + 10 now.
     assert rate_of_change(window, T0 + 61, 20.0, 60.0) == pytest.approx(0.0)
     assert [ts for ts, _ in window] == [T0 + 10, T0 + 20, T0 + 61]
-    # A repeat or an older sample is not added.
+    # A repeat of the latest time is not added.
     assert rate_of_change(window, T0 + 61, 99.0, 60.0) == pytest.approx(0.0)
     assert len(window) == 3
     # Alone in the window after a long gap: no rate.
     assert rate_of_change(window, T0 + 1000, 5.0, 60.0) is None
+
+
+def test_rate_window_restarts_when_time_goes_back() -> None:
+    """A sample older than the newest kept (the clock stepped back) restarts the window from it alone."""
+    window: deque = deque()
+    rate_of_change(window, T0, 0.0, 600.0)
+    assert rate_of_change(window, T0 + 60, 120.0, 600.0) == pytest.approx(2.0)
+    # The host clock steps back an hour: no rate (nothing to compare with on the new time line).
+    assert rate_of_change(window, T0 + 60 - 3600, 121.0, 600.0) is None
+    assert list(window) == [(T0 + 60 - 3600, 121.0)]
+    # The new time line goes on at once, not an hour later.
+    assert rate_of_change(window, T0 + 120 - 3600, 122.0, 600.0) == pytest.approx(1 / 60)
+    # A step back by a little also restarts.
+    assert rate_of_change(window, T0 + 119 - 3600, 500.0, 600.0) is None
+    assert len(window) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Tests for alarm-flood detection: entry, first-out, recording through the flood, hysteresis on exit."""
+"""Tests for alarm-flood detection: entry, first-out, recording through the flood, hysteresis on exit,
+new alarms only (chattering is one alarm)."""
 
 from __future__ import annotations
 
@@ -82,28 +83,61 @@ def test_flood_exit_with_hysteresis() -> None:
 
 
 def test_flood_stays_while_raises_keep_coming() -> None:
-    """Raises that keep coming (more than flood_count/2 per window) keep the flood on beyond the first window."""
+    """New alarms that keep coming (more than flood_count/2 per window) keep the flood on beyond the first window."""
     s = flood_site()
     raise_n(s, 11)
     s.engine.ack(FLOOD_ID, "ivanov")
-    for n in range(30):  # one new occurrence every 50 s: 12 per window
+    for n in range(30):  # one new alarm every 50 s: 12 per window
         tag = f"apt{n % 11:02d}.t"
+        ident = f"hot:{tag}:hi"
         s.feed(tag, 20.0)
+        s.engine.ack(ident, "ivanov")  # back to normal: the next raise is a new alarm
         s.feed(tag, 35.0)
+        assert s.engine.get(ident).count == 1
         s.advance(50)
     assert s.engine.flood is not None
     assert s.state(FLOOD_ID) == "ack_active"
     assert [e.event for e in s.entries(FLOOD_ID)] == ["flood_on", "ack"]
 
 
-def test_chattering_counts_each_raise() -> None:
-    """One alarm toggling 11 times in the window makes a flood of its own, first out itself."""
+def test_chattering_is_one_alarm_not_a_flood() -> None:
+    """One alarm toggling 11 times without an ack is one alarm with a count of 11: no flood."""
     s = flood_site()
     for _ in range(11):
         s.feed("apt00.t", 35.0)
         s.feed("apt00.t", 20.0)
-    assert s.engine.get("hot:apt00.t:hi").count == 11
-    assert s.engine.flood["first_out"] == "hot:apt00.t:hi"
+    alarm = s.engine.get("hot:apt00.t:hi")
+    assert alarm.count == 11 and alarm.state is State.RTN_UNACK
+    assert len([e for e in s.entries(alarm.id) if e.event == "raise"]) == 11  # each occurrence journalled
+    assert s.engine.flood is None
+    assert s.state(FLOOD_ID) == "normal"
+    assert s.entries(FLOOD_ID) == []
+
+
+def test_chattering_does_not_add_to_new_alarms() -> None:
+    """Ten new alarms, one of them chattering, stay at the threshold; the eleventh new alarm is the flood."""
+    s = flood_site()
+    raise_n(s, 10)
+    for _ in range(20):
+        s.feed("apt03.t", 20.0)
+        s.feed("apt03.t", 35.0)
+    assert s.engine.get("hot:apt03.t:hi").count == 21
+    assert s.engine.flood is None
+    raise_n(s, 1, start=10)
+    assert s.engine.flood == {"active_since": "2026-11-21T07:00:10.000Z", "count": 11,
+                              "first_out": "hot:apt00.t:hi"}
+
+
+def test_a_new_occurrence_after_normal_counts_again() -> None:
+    """An alarm acknowledged and back to normal is a new alarm when it raises again (count 1)."""
+    s = flood_site(flood_count=3)
+    for _ in range(4):
+        s.feed("apt00.t", 35.0)
+        s.feed("apt00.t", 20.0)
+        s.engine.ack("hot:apt00.t:hi", "ivanov")
+        s.advance(1)
+    assert s.engine.flood == {"active_since": "2026-11-21T07:00:03.000Z", "count": 4,
+                              "first_out": "hot:apt00.t:hi"}
 
 
 def test_hidden_raises_do_not_count() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 
@@ -279,3 +280,241 @@ def test_close_is_idempotent(tmp_path):
     store = OpsStore(tmp_path / "s.db")
     store.close()
     store.close()
+
+
+# -- grouped journal writes (one commit per reactor turn) ------------------------------------------
+
+
+@pytest.fixture()
+def grouped(tmp_path):
+    """A store on a test reactor: journal writes are committed when the clock next runs (a reactor turn)."""
+    from twisted.internet.task import Clock
+
+    reactor = Clock()
+    reactor.advance(T0)
+    s = OpsStore(tmp_path / "s.db", reactor=reactor)
+    yield s, reactor, tmp_path / "s.db"
+    s.close()
+
+
+def _committed(path) -> int:
+    """Return how many journal rows another connection (another process) sees."""
+    other = sqlite3.connect(path)
+    try:
+        return other.execute("SELECT COUNT(*) FROM alarm_journal").fetchone()[0]
+    finally:
+        other.close()
+
+
+def test_journal_writes_are_committed_once_per_reactor_turn(grouped):
+    """record/save_state set ids at once, stay in one transaction, and are committed at the end of the turn."""
+    store, reactor, path = grouped
+    entries = _entries()
+    for entry in entries:
+        store.record(entry)
+        store.save_state(entry.alarm_id, {"state": entry.state_to or "normal"})
+    assert [e.id for e in entries] == [1, 2, 3, 4]  # ids when record returns
+    assert store.unsaved == 4 + 2
+    assert _committed(path) == 0  # nothing committed yet: one transaction for the turn
+    assert len(reactor.getDelayedCalls()) == 1  # one commit for the lot
+    reactor.advance(0)  # the next reactor turn
+    assert _committed(path) == 4 and store.unsaved == 0
+    assert reactor.getDelayedCalls() == []
+    assert store.query(T0, T0 + 100) == entries
+    assert store.load_states() == {"b1.leak": {"state": "normal"}, "b2.low_t": {"state": "normal"}}
+
+
+def test_query_load_states_and_close_see_the_open_turn(grouped):
+    """query and load_states commit the open turn first; close commits it too."""
+    store, reactor, path = grouped
+    entries = _entries()
+    store.record(entries[0])
+    store.save_state("b1.leak", {"state": "unack_active"})
+    assert store.query(T0, T0 + 100) == entries[:1]
+    assert _committed(path) == 1
+    store.record(entries[1])
+    store.save_state("b1.leak", {"state": "ack_active"})
+    assert store.load_states() == {"b1.leak": {"state": "ack_active"}}
+    store.record(entries[2])
+    store.close()
+    assert _committed(path) == 3
+    reactor.advance(0)  # the commit timer was cancelled by close: nothing happens
+    again = OpsStore(path)
+    assert again.query(T0, T0 + 100) == entries[:3]
+    assert again.load_states() == {"b1.leak": {"state": "ack_active"}}
+    again.close()
+
+
+def test_a_crash_loses_at_most_the_current_turn(grouped):
+    """What earlier turns wrote is committed; only the turn in progress is not."""
+    store, reactor, path = grouped
+    entries = _entries()
+    store.record(entries[0])
+    reactor.advance(0)
+    store.record(entries[1])
+    # A crash now (the process dies, the file stays): another connection sees what was committed.
+    assert _committed(path) == 1
+
+
+def test_other_methods_commit_the_open_turn_first(grouped):
+    """User, token and session writes run in their own transaction after the journal's (no nesting)."""
+    store, reactor, path = grouped
+    store.record(_entries()[0])
+    store.add_user("alice", "operator", "h1")
+    assert _committed(path) == 1
+    store.record(_entries()[1])
+    store.set_password("alice", "h2")  # BEGIN IMMEDIATE of its own: the journal's is committed before
+    assert _committed(path) == 2 and store.user("alice").password_hash == "h2"
+    store.record(_entries()[2])
+    store.add_token("wall", "viewer", "hash-w")
+    assert _committed(path) == 3
+    reactor.advance(0)
+    assert len(store.query(T0, T0 + 100)) == 3
+
+
+def test_another_process_can_write_after_the_turn(grouped):
+    """The write lock is held only until the end of the turn: the CLI's store writes right after."""
+    store, reactor, path = grouped
+    store.record(_entries()[0])
+    cli = OpsStore(path, busy_timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        cli.add_user("bob", "viewer", "h")  # the server's turn holds the lock
+    reactor.advance(0)
+    cli.add_user("bob", "viewer", "h")
+    cli.close()
+    assert store.user("bob") is not None
+
+
+def test_without_a_reactor_every_write_is_committed_at_once(store, tmp_path):
+    """The command line (no reactor): each journal write is its own transaction."""
+    store.record(_entries()[0])
+    store.save_state("b1.leak", {"state": "unack_active"})
+    assert _committed(store.path) == 1 and store.unsaved == 0
+    other = sqlite3.connect(store.path)
+    assert other.execute("SELECT state FROM alarm_state").fetchall() == [('{"state": "unack_active"}',)]
+    other.close()
+
+
+class _FailingCommits:
+    """Wrap a connection so that its next ``fail`` COMMITs fail like a full disk."""
+
+    def __init__(self, db: sqlite3.Connection, fail: int = 1) -> None:
+        self._db = db
+        self.fail = fail
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.fail > 0:
+            self.fail -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+
+def test_a_failed_commit_keeps_the_turn_in_memory_and_writes_it_later(grouped, caplog):
+    """A commit that fails is rolled back; entries and states wait in memory (query sees them), then go in."""
+    store, reactor, path = grouped
+    real = store._db
+    store._db = _FailingCommits(real, fail=3)
+    entries = _entries()
+    store.record(entries[0])
+    store.record(entries[1])
+    store.save_state("b1.leak", {"state": "unack_active"})
+    with caplog.at_level("ERROR", logger="scada.store.ops"):
+        reactor.advance(0)  # the commit fails
+    assert "disk is full" in caplog.text and "2 entries and 1 alarm states wait" in caplog.text
+    assert store.write_errors == 1 and store.unsaved == 3
+    assert _committed(path) == 0
+    assert store.query(T0, T0 + 100) == entries[:2]  # tried again (fails again), answered from memory
+    assert store.write_errors == 2
+    assert store.load_states() == {"b1.leak": {"state": "unack_active"}}  # the same
+    assert store.write_errors == 3 and _committed(path) == 0
+    store.record(entries[2])  # the next write puts the kept ones back first, with their ids
+    assert entries[2].id == 3 and store.unsaved == 4
+    reactor.advance(0)
+    assert _committed(path) == 3 and store.unsaved == 0
+    assert [e.id for e in store.query(T0, T0 + 100)] == [1, 2, 3]
+    assert store.load_states() == {"b1.leak": {"state": "unack_active"}}
+    store._db = real
+
+
+def test_a_failed_commit_is_retried_without_new_writes(grouped):
+    """What a failed commit left is written again after RETRY_AFTER_S even if nothing new comes."""
+    store, reactor, path = grouped
+    real = store._db
+    store._db = _FailingCommits(real, fail=1)
+    store.record(_entries()[0])
+    reactor.advance(0)
+    assert store.unsaved == 1
+    reactor.advance(store_ops.RETRY_AFTER_S)
+    assert store.unsaved == 0 and _committed(path) == 1
+    assert reactor.getDelayedCalls() == []
+    store._db = real
+
+
+def test_a_failed_insert_raises_and_keeps_the_turn(grouped):
+    """An insert that fails raises to the caller (who keeps that entry); the turn's others are kept here."""
+    store, reactor, path = grouped
+    entries = _entries()
+    store.record(entries[0])
+    bad = JournalEntry(ts=T0, alarm_id="x", event="raise", comment=None)  # NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record(bad)
+    assert store.unsaved == 1 and store.write_errors == 1
+    store.record(entries[1])
+    reactor.advance(0)
+    assert [e.alarm_id for e in store.query(T0, T0 + 100)] == ["b1.leak", "b2.low_t"]
+
+
+def test_unsaved_entries_are_bounded(grouped, monkeypatch):
+    """At most MAX_UNSAVED entries wait after failed commits; the oldest beyond are dropped and counted."""
+    store, reactor, path = grouped
+    monkeypatch.setattr(store_ops, "MAX_UNSAVED", 2)
+    real = store._db
+    store._db = _FailingCommits(real, fail=1)
+    for entry in _entries():
+        store.record(entry)
+    reactor.advance(0)
+    assert store.dropped == 2 and store.unsaved == 2
+    store.flush()
+    assert [e.ts for e in store.query(T0, T0 + 100)] == [T0 + 20, T0 + 30]
+    store._db = real
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\ud83d\ude00 paired by hand", "ok ✓"])
+def test_text_never_loses_an_entry(grouped, text):
+    """Strings SQLite cannot encode (unpaired surrogates) are stored with U+FFFD; states keep them exactly."""
+    store, reactor, path = grouped
+    entry = JournalEntry(ts=T0, alarm_id=f"id{text}", event="comment", user=text, comment=text, message=text)
+    store.record(entry)
+    store.save_state(f"id{text}", {"state": "normal", "comments": [{"text": text}]})
+    reactor.advance(0)
+    assert store.write_errors == 0
+    got = store.query(T0, T0 + 1)
+    assert len(got) == 1 and got[0].id == entry.id
+    expected = store_ops._SURROGATE.sub("\ufffd", text)
+    assert (got[0].comment, got[0].user, got[0].message, got[0].alarm_id) == (expected, expected, expected,
+                                                                              f"id{expected}")
+    # The state is JSON: any surrogate survives as an escape (a pair written by hand reads back as one character).
+    assert store.load_states() == {f"id{expected}": {"state": "normal",
+                                                     "comments": [{"text": json.loads(json.dumps(text))}]}}
+
+
+def test_the_engine_journals_surrogates_through_the_store(grouped):
+    """An operator comment with an unpaired surrogate is journalled, not lost."""
+    from alarms.engine import AlarmEngine
+    from alarms.rules import LimitRule
+    from tags.model import TagDef
+    from tags.table import TagTable
+
+    store, reactor, path = grouped
+    table = TagTable()
+    table.define(TagDef("m1.flow", device="m1"))
+    engine = AlarmEngine(reactor, table, [LimitRule("flow", tags=("m1.flow",), hi=5.0)], store)
+    engine.start()
+    engine.comment("flow:m1.flow:hi", "ivanov", "клапан \ud800")
+    reactor.advance(0)
+    assert [e.comment for e in store.query(T0, T0 + 1)] == ["клапан \ufffd"]
+    assert engine.summary()["journal_errors"] == 0 and engine.summary()["journal_pending"] == 0
+    engine.stop()
