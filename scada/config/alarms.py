@@ -11,19 +11,18 @@ a rule names exist is a question about the whole site, answered by
 (:func:`scada.alarm_config.build_rules`), so the two cannot disagree.
 
 This module imports nothing from :mod:`scada.config.model` (which imports
-it), so the few basic types it needs are defined here too.
+it); the basic types it shares with it come from :mod:`scada.config.types`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Sequence, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
@@ -31,8 +30,8 @@ from alarms.model import STATUS_KINDS
 from alarms.rules import LEVELS
 from alarms.schedule import WindowError, parse_window
 
-from .durations import parse_duration
 from .problems import show_value
+from .types import ConfigModel, Duration, Finite, NonNegative, Positive, PositiveDuration
 
 #: Rule types of the ``alarms:`` section (the ``type:`` key).
 RULE_TYPES = ("limit", "rate", "stale", "comm_loss", "status", "schedule", "verification")
@@ -46,37 +45,10 @@ Level = Literal["hihi", "hi", "lo", "lolo"]
 StatusKind = Literal[STATUS_KINDS]  # type: ignore[valid-type]
 
 
-class _Model(BaseModel):
-    """Like :class:`scada.config.model._Model`: unknown keys are errors, no silent coercion."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _finite(value: float) -> float:
-    """Reject infinities and NaN (YAML .inf / .nan)."""
-    if not math.isfinite(value):
-        raise ValueError(f"{value} is not a finite number")
-    return value
-
-
 def _at_least_one(value: int) -> int:
     """Reject counts below 1."""
     if value < 1:
         raise ValueError(f"{value} must be at least 1")
-    return value
-
-
-def _not_negative(value: float) -> float:
-    """Reject negative numbers."""
-    if value < 0:
-        raise ValueError(f"{value:g} must not be negative")
-    return value
-
-
-def _positive(value: float) -> float:
-    """Reject zero and negative numbers."""
-    if value <= 0:
-        raise ValueError(f"{value:g} must be greater than zero")
     return value
 
 
@@ -128,18 +100,6 @@ def _verification_date(value: object) -> date:
     raise ValueError(f"{show_value(value)} is not a date such as 2026-12-10")
 
 
-_DURATION_SCHEMA = {
-    "anyOf": [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$"},
-    ]
-}
-#: Seconds, written as a number or ``30s``/``10m``/``7d`` (as :data:`scada.config.model.Duration`).
-Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
-Finite = Annotated[float, AfterValidator(_finite)]
-NonNegative = Annotated[float, AfterValidator(_finite), AfterValidator(_not_negative)]
-Positive = Annotated[float, AfterValidator(_finite), AfterValidator(_positive)]
 RuleName = Annotated[str, AfterValidator(_rule_name)]
 Reference = Annotated[str, AfterValidator(_reference)]
 TagName = Annotated[str, AfterValidator(_plain_tag)]
@@ -180,7 +140,7 @@ def limit_order_problem(levels: Mapping[str, float | None]) -> tuple[str, str] |
     return None
 
 
-class _Levels(_Model):
+class _Levels(ConfigModel):
     """Absolute limits with a deadband, shared by ``type: limit`` rules and the point shortcut."""
 
     hihi: Optional[Finite] = None
@@ -235,7 +195,7 @@ MBUS_STATUS_BITS = {2: "low_battery", 3: "permanent_error", 4: "temporary_error"
 MAX_STATUS_BIT = 63
 
 
-class StatusConfig(_Model):
+class StatusConfig(ConfigModel):
     """A profile's ``status:`` entry: bit ``n`` of ``point`` set means device alarm ``bits[n]``.
 
     Kinds are :data:`alarms.model.STATUS_KINDS`.  For an M-Bus profile the
@@ -268,7 +228,7 @@ MBUS_HEADER_STATUS = StatusConfig(point="status", bits=MBUS_STATUS_BITS)
 # ------------------------------------------------------------------ rules
 
 
-class RuleConfig(_Model):
+class RuleConfig(ConfigModel):
     """What every rule of the ``alarms:`` section has."""
 
     name: RuleName
@@ -438,7 +398,7 @@ AlarmRuleConfig = Annotated[
 ]
 
 
-class AlarmSettings(_Model):
+class AlarmSettings(ConfigModel):
     """The ``alarm_settings:`` section: how the alarm engine treats floods and shelving."""
 
     #: More alarms than this raised within ``flood_window`` is an alarm flood.

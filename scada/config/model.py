@@ -10,13 +10,11 @@ can run on whatever part of a broken file did parse.
 
 from __future__ import annotations
 
-import math
-
 import warnings
 import zoneinfo
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 from pydantic.json_schema import SkipJsonSchema
@@ -30,6 +28,7 @@ from .alarms import AlarmRuleConfig, AlarmSettings, PointAlarmConfig, StatusConf
 from .durations import parse_duration, parse_size
 from .notify import NotificationsConfig
 from .problems import show_value
+from .types import ConfigModel, Duration, Finite, NonNegative, PositiveDuration, check_finite, http_url_check
 
 #: Registers a value of each point type occupies (the codec's own table).
 REGISTER_COUNT = TYPE_REGISTERS
@@ -64,36 +63,11 @@ def _range(low: int, high: int | None = None) -> Any:
     return Annotated[int, AfterValidator(check), Field(json_schema_extra=bounds)]
 
 
-def _check_finite(value: float) -> float:
-    """Reject infinities and NaN (YAML .inf / .nan), which no meter value can use."""
-    if not math.isfinite(value):
-        raise ValueError(f"{value} is not a finite number")
-    return value
-
-
 def _check_scale(value: float) -> float:
     """Reject a zero scale: every reading would be 0 and no value could be written back."""
-    _check_finite(value)
+    check_finite(value)
     if value == 0:
         raise ValueError("0 is not a usable scale (every reading would be 0)")
-    return value
-
-
-#: A finite float.
-Finite = Annotated[float, AfterValidator(_check_finite)]
-
-
-def _check_positive(seconds: float) -> float:
-    """Reject a zero duration where a period is needed."""
-    if seconds <= 0:
-        raise ValueError(f"{seconds:g} s is not a period; it must be longer than zero")
-    return seconds
-
-
-def _check_not_negative(value: float) -> float:
-    """Reject negative numbers."""
-    if value < 0:
-        raise ValueError(f"{value:g} must not be negative")
     return value
 
 
@@ -133,48 +107,18 @@ def _check_baudrate(value: int) -> int:
 
 #: A name usable in tag names: non-empty, no whitespace, no '.'.
 Name = Annotated[str, AfterValidator(_check_name)]
-#: Seconds, written as a number or as ``300ms``/``30s``/``1.5m``/``1h``/``1d``.
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$"},
-            ]
-        }
-    ),
-]
-PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
 HostPort = Annotated[str, AfterValidator(_check_host_port), Field(examples=["192.0.2.10:4001"])]
 
 
-class _Model(BaseModel):
-    """Common settings: unknown keys are errors, no silent type coercion."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class SiteInfo(_Model):
+class SiteInfo(ConfigModel):
     """The ``site:`` section: what this installation is called and where."""
 
     name: str
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/Moscow"
 
 
-def _check_url(value: str) -> str:
-    """Accept an http(s) URL with a host, as the InfluxDB client needs."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError(f"{show_value(value)} is not a URL such as 'http://127.0.0.1:8086'") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{show_value(value)} is not an http(s) URL such as 'http://127.0.0.1:8086'")
-    return value
+#: Accept an http(s) URL with a host, as the InfluxDB client needs.
+_check_url = http_url_check("http://127.0.0.1:8086")
 
 
 #: Bytes, written as a number or as ``512MB``/``1GiB``.
@@ -198,7 +142,7 @@ def _check_budget(value: int) -> int:
     return value
 
 
-class QueueConfig(_Model):
+class QueueConfig(ConfigModel):
     """``history.queue``: the on-disk store-and-forward queue in front of the database."""
 
     #: Directory of the queue; by default next to the SQLite file
@@ -212,7 +156,7 @@ class QueueConfig(_Model):
     alarm_backlog: _range(1) = 100_000
 
 
-class HistoryConfig(_Model):
+class HistoryConfig(ConfigModel):
     """The ``history:`` section: where samples are archived.
 
     ``backend: sqlite`` (the default) keeps history in one local file at
@@ -262,7 +206,7 @@ class HistoryConfig(_Model):
         return 5000 if self.backend == "influxdb" else 500
 
 
-class ApiConfig(_Model):
+class ApiConfig(ConfigModel):
     """The ``api:`` section: where the HTTP API and HMI listen."""
 
     listen: HostPort = "127.0.0.1:8080"
@@ -283,7 +227,7 @@ class ApiConfig(_Model):
         return _parse_host_port(self.listen)[1]
 
 
-class Rs485Config(_Model):
+class Rs485Config(ConfigModel):
     """RS-485 specifics of a serial port."""
 
     rts_toggle: bool = False
@@ -292,7 +236,7 @@ class Rs485Config(_Model):
     delay_before_rx: Optional[Duration] = None
 
 
-class TransportConfig(_Model):
+class TransportConfig(ConfigModel):
     """How a channel reaches its bus: a local serial port or a TCP endpoint.
 
     ``tcp`` serves both a Modbus TCP server and an RTU-over-TCP serial
@@ -345,7 +289,7 @@ Secondary = Annotated[str, AfterValidator(_check_secondary), Field(examples=["12
 HexBytes = Annotated[str, AfterValidator(_check_hex), Field(examples=["06", "fd17"])]
 
 
-class DeviceConfig(_Model):
+class DeviceConfig(ConfigModel):
     """One meter on a channel.
 
     Modbus devices need ``address`` and ``profile``.  M-Bus meters have a
@@ -372,7 +316,7 @@ class DeviceConfig(_Model):
 MBUS_DEFAULT_BAUDRATE = 2400
 
 
-class ChannelConfig(_Model):
+class ChannelConfig(ConfigModel):
     """One bus: a transport, its timing, and the devices on it."""
 
     name: Name
@@ -409,7 +353,7 @@ class ChannelConfig(_Model):
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
-    class PointConfig(_Model):
+    class PointConfig(ConfigModel):
         """One value a profile reads from a device's registers."""
 
         name: Name
@@ -421,7 +365,7 @@ with warnings.catch_warnings():
         scale: Annotated[float, AfterValidator(_check_scale)] = 1.0
         offset: Finite = 0.0
         unit: str = ""
-        deadband: Annotated[float, AfterValidator(_check_finite), AfterValidator(_check_not_negative)] = 0.0
+        deadband: NonNegative = 0.0
         description: str = ""
         #: Limits on this point of every device using the profile (a rule named ``<profile>.<point>``).
         alarm: Optional[PointAlarmConfig] = None
@@ -443,7 +387,7 @@ with warnings.catch_warnings():
             return self
 
 
-class RecordConfig(_Model):
+class RecordConfig(ConfigModel):
     """One M-Bus data record a profile maps to a tag.
 
     A record is found by ``quantity`` (the decoder's name, e.g. ``energy``)
@@ -463,7 +407,7 @@ class RecordConfig(_Model):
     subunit: _range(0, 1023) = 0
     scale: Annotated[float, AfterValidator(_check_scale)] = 1.0
     unit: str = ""
-    deadband: Annotated[float, AfterValidator(_check_finite), AfterValidator(_check_not_negative)] = 0.0
+    deadband: NonNegative = 0.0
     description: str = ""
     #: Limits on this record of every meter using the profile (a rule named ``<profile>.<record>``).
     alarm: Optional[PointAlarmConfig] = None
@@ -508,7 +452,7 @@ ArchiveInterval = Annotated[
 ]
 
 
-class ArchivePointConfig(_Model):
+class ArchivePointConfig(ConfigModel):
     """One value of an archive record: which live point it back-fills and where it sits in the record.
 
     ``name`` is the name of one of the profile's ``points``, so the record's
@@ -528,7 +472,7 @@ class ArchivePointConfig(_Model):
         return REGISTER_COUNT[self.type]
 
 
-class ArchiveTimestampConfig(_Model):
+class ArchiveTimestampConfig(ConfigModel):
     """Where a record keeps its time: Unix seconds (UTC) at which the record closed."""
 
     offset: _range(0, 123) = Field(...)
@@ -544,7 +488,7 @@ class ArchiveTimestampConfig(_Model):
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
-    class ArchiveRecordConfig(_Model):
+    class ArchiveRecordConfig(ConfigModel):
         """The record window: holding registers read with function 03 after the index is written."""
 
         register: _range(0, 65535) = Field(...)
@@ -560,7 +504,7 @@ with warnings.catch_warnings():
             return self
 
 
-class ArchiveConfig(_Model):
+class ArchiveConfig(ConfigModel):
     """One archive of a Modbus meter (hourly, daily, monthly…), read record by record.
 
     The master writes the record index to ``index_register`` (0 = the newest
@@ -580,7 +524,7 @@ class ArchiveConfig(_Model):
     description: str = ""
 
 
-class ProfileConfig(_Model):
+class ProfileConfig(ConfigModel):
     """A device model: a Modbus register map (``points``) or M-Bus ``records``.
 
     Inline or from ``profiles/<name>.yaml``.  A Modbus profile may describe
@@ -615,14 +559,14 @@ class ProfileConfig(_Model):
         return "mbus" if self.records else "modbus"
 
 
-class StoreConfig(_Model):
+class StoreConfig(ConfigModel):
     """The ``store:`` section: the operational SQLite file (alarm journal, users, tokens, sessions)."""
 
     #: Relative to the working directory, like ``history.path``.
     path: Annotated[str, Field(min_length=1)] = "var/scada.db"
 
 
-class SiteConfig(_Model):
+class SiteConfig(ConfigModel):
     """A whole site file, with every referenced profile resolved."""
 
     site: SiteInfo

@@ -8,9 +8,10 @@ when an alarm stays unacknowledged; a per-recipient rate limit keeps an
 alarm flood from becoming a mail flood.  :mod:`scada.notify_build` turns
 this model into an :class:`alarms.notify.Notifier`.
 
-The module stands alone (it does not import :mod:`scada.config.model`)
-so that the site model can import it without an import cycle; its base
-model uses the same settings as the site model's.
+The module does not import :mod:`scada.config.model`, so that the site
+model can import it without an import cycle; the base model and the
+duration types it shares with the site model come from
+:mod:`scada.config.types`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from __future__ import annotations
 import difflib
 import re
 from typing import Annotated, Literal, Optional
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo
 from pydantic import field_validator, model_validator
 
 from alarms.schedule import WindowError, parse_window
 
-from .durations import parse_duration
 from .problems import show_value
+from .types import ConfigModel, PositiveDuration, http_url_check
 
 #: Alarm events a recipient may subscribe to (``notify`` entries are the
 #: notifier's own and are never routed).
@@ -41,35 +41,6 @@ PriorityName = Literal["low", "medium", "high", "critical"]
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
 
 
-class _Model(BaseModel):
-    """Common settings, as in :mod:`scada.config.model`: unknown keys are errors, no coercion."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _check_positive(seconds: float) -> float:
-    """Reject a zero duration where a period is needed."""
-    if seconds <= 0:
-        raise ValueError(f"{seconds:g} s is not a period; it must be longer than zero")
-    return seconds
-
-
-#: Seconds > 0, written as a number or as ``30s``/``10m``/``1h``.
-PositiveDuration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    AfterValidator(_check_positive),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$"},
-            ]
-        }
-    ),
-]
-
-
 def _check_address(value: str) -> str:
     """Accept a bare e-mail address such as ``chief@example.org``."""
     if not _ADDRESS.fullmatch(value):
@@ -77,16 +48,8 @@ def _check_address(value: str) -> str:
     return value
 
 
-def _check_webhook(value: str) -> str:
-    """Accept an http(s) URL with a host."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError(f"{show_value(value)} is not a URL such as 'https://hooks.example.org/scada'") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{show_value(value)} is not an http(s) URL such as 'https://hooks.example.org/scada'")
-    return value
+#: Accept an http(s) URL with a host.
+_check_webhook = http_url_check("https://hooks.example.org/scada")
 
 
 def _check_window(value: str) -> str:
@@ -111,7 +74,7 @@ WindowText = Annotated[str, AfterValidator(_check_window), Field(examples=["mon-
 RecipientName = Annotated[str, AfterValidator(_check_recipient_name)]
 
 
-class SmtpConfig(_Model):
+class SmtpConfig(ConfigModel):
     """``notifications.smtp``: the mail server e-mail recipients are reached through.
 
     ``starttls: true`` requires the server to offer STARTTLS and checks its
@@ -140,7 +103,7 @@ class SmtpConfig(_Model):
         return self
 
 
-class RateLimitConfig(_Model):
+class RateLimitConfig(ConfigModel):
     """``notifications.rate_limit``: at most ``max`` notifications per recipient in any ``per`` window.
 
     What is over the limit is counted and announced in one digest message
@@ -151,7 +114,7 @@ class RateLimitConfig(_Model):
     per: PositiveDuration = 600.0
 
 
-class RecipientConfig(_Model):
+class RecipientConfig(ConfigModel):
     """One person or system to notify: a webhook, an e-mail address, or both.
 
     ``priorities`` (default: all) and ``events`` (default: ``raise`` and
@@ -174,7 +137,7 @@ class RecipientConfig(_Model):
         return self
 
 
-class EscalationConfig(_Model):
+class EscalationConfig(ConfigModel):
     """One escalation level: an alarm of ``priority`` or higher still unacknowledged ``after`` its raise.
 
     It is sent to the recipients in ``to`` who are on call at that moment;
@@ -186,7 +149,7 @@ class EscalationConfig(_Model):
     to: Annotated[list[RecipientName], Field(min_length=1)]
 
 
-class NotificationsConfig(_Model):
+class NotificationsConfig(ConfigModel):
     """The ``notifications:`` section: recipients, mail server, rate limit, escalation.
 
     ``lang`` is the language of the texts (``ru`` or ``en``).

@@ -438,7 +438,7 @@ alarms:
 
 @pytest.mark.parametrize(("key", "value", "text"), [
     ("max_rate", "0", "0 must be greater than zero"),
-    ("per", "0s", "0 must be greater than zero"),
+    ("per", "0s", "0 s is not a period; it must be longer than zero"),
     ("window", "soon", "'soon' is not a duration"),
 ])
 def test_rate_numbers(write, key, value, text):
