@@ -199,6 +199,10 @@ ANONYMOUS = Principal("anonymous", "admin", None, "anonymous")
 # --------------------------------------------------------------------------
 # Login throttle
 
+#: Seconds a login is told to wait while as many attempts for its name are
+#: being checked as could lock it out (they take well under a second).
+IN_FLIGHT_RETRY = 1.0
+
 
 class LoginThrottle:
     """Refuse logins for a user name after repeated failures.
@@ -209,6 +213,13 @@ class LoginThrottle:
     the answers do not reveal which names do.  ``clock`` returns Unix
     seconds (the runtime reactor's ``seconds``).  Memory stays bounded: at
     most ``max_names`` names are tracked, stale ones are dropped first.
+
+    A login checks a password for a while (argon2, maybe after queueing
+    for a worker), so attempts sent at once would all pass a lockout check
+    made before the first of them failed.  :meth:`begin` therefore counts
+    an attempt as in flight until :meth:`end`, and counts attempts in
+    flight as failures to be: a burst gets no more guesses than a sequence
+    of attempts does.
     """
 
     def __init__(self, clock: Callable[[], float], max_failures: int = 5, window: float = 300.0,
@@ -220,6 +231,7 @@ class LoginThrottle:
         self.max_names = max_names
         self._failures: dict[str, list[float]] = {}
         self._locked_until: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
 
     def retry_after(self, name: str) -> float:
         """Return the seconds ``name`` stays locked out, 0 if it may try now."""
@@ -231,6 +243,47 @@ class LoginThrottle:
             return left
         del self._locked_until[name]
         return 0.0
+
+    def begin(self, name: str) -> float:
+        """Start a login attempt for ``name``: return 0 and count it in flight, or the seconds to wait.
+
+        Refused (a wait > 0) while ``name`` is locked out, and while its
+        recent failures and the attempts in flight together reach
+        ``max_failures`` (then the wait is :data:`IN_FLIGHT_RETRY`: those
+        attempts end soon).  Every ``begin`` that returned 0 must be
+        followed by one :meth:`end`.
+        """
+        wait = self.retry_after(name)
+        if wait > 0:
+            return wait
+        now = self._clock()
+        recent = sum(1 for t in self._failures.get(name, ()) if now - t < self.window)
+        in_flight = self._in_flight.get(name, 0)
+        if recent + in_flight >= self.max_failures:
+            return IN_FLIGHT_RETRY
+        self._in_flight[name] = in_flight + 1
+        return 0.0
+
+    def end(self, name: str, ok: bool | None) -> None:
+        """End an attempt :meth:`begin` let go: ``ok`` True succeeded, False failed, None was not decided.
+
+        A failure counts (and may lock ``name`` out); a success forgets the
+        failures; None (the store was down, the attempt was refused for a
+        lockout that began meanwhile) counts neither way.
+        """
+        left = self._in_flight.get(name, 0) - 1
+        if left > 0:
+            self._in_flight[name] = left
+        else:
+            self._in_flight.pop(name, None)
+        if ok is True:
+            self.succeeded(name)
+        elif ok is False:
+            self.failed(name)
+
+    def in_flight(self, name: str) -> int:
+        """Return how many attempts for ``name`` have begun and not ended."""
+        return self._in_flight.get(name, 0)
 
     def failed(self, name: str) -> bool:
         """Count a failed login for ``name``; return True if that locked it out."""

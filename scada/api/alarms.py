@@ -10,16 +10,20 @@ a bad body.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import logging
 
 from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
 from alarms.engine import AlarmConflict, UnknownAlarm
 from scada.api.auth import ACT, ENGINEERING, READ, roles
+from scada.api.common import check_text, error, json_body, lang, text_field
 from tags.timefmt import iso_utc
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api_v1_alarms", url_prefix="/api/v1/alarms")
 
 STATES = ("active", "unacked", "shelved", "suppressed", "out_of_service", "normal", "all")
@@ -28,6 +32,12 @@ MAX_JOURNAL = 100_000
 JOURNAL_SPAN_S = 7 * 86400
 MAX_COMMENT = 2000
 MAX_BULK = 1000
+#: One XLSX export holds at most this many entries (building it takes ~0.15 s per thousand).
+MAX_XLSX = 50_000
+#: A refused bulk ack names at most this many of its alarms in the journal.
+MAX_DENIED_IDS = 20
+#: What a CSV cell must not start with, lest a spreadsheet take it for a formula (OWASP: CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 #: Journal columns: key, Russian header, English header.
 COLUMNS = (
@@ -54,61 +64,52 @@ def _user(request) -> str:
     return getattr(user, "name", None) or "anonymous"
 
 
-def _lang(request) -> str:
-    lang = request.args.get("lang", "ru")
-    return lang if lang in ("ru", "en") else "ru"
-
-
-def _error(message: str, status: int = 400):
-    return json({"error": message}, status=status)
-
-
-def _body(request) -> dict:
-    """Return the JSON object body (``{}`` when empty); raise ValueError with a clear message otherwise."""
-    if not request.body:
-        return {}
-    try:
-        body = request.json
-    except Exception:  # noqa: BLE001 - Sanic raises its own BadRequest subclasses
-        raise ValueError("the body is not valid JSON") from None
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
-
-
 def _text(body: dict, key: str, required: bool = False) -> str:
-    value = body.get(key, "")
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise ValueError(f"{key!r} must be a string, not {type(value).__name__}")
-    value = value.strip()
-    if required and not value:
-        raise ValueError(f"{key!r} is required")
-    if len(value) > MAX_COMMENT:
-        raise ValueError(f"{key!r} is longer than {MAX_COMMENT} characters")
-    return value
+    return text_field(body, key, required, MAX_COMMENT)
 
 
 async def _act(request, alarm_id: str, action):
     """Run ``action(engine, body, user)`` and answer the alarm, or the error it raised."""
     try:
-        body = _body(request)
+        body = json_body(request)
         alarm = action(_engine(request), body, _user(request))
     except UnknownAlarm:
-        return _error(f"unknown alarm {alarm_id!r}", 404)
+        return error(f"unknown alarm {alarm_id!r}", 404)
     except AlarmConflict as exc:
-        return _error(str(exc), 409)
+        return error(str(exc), 409)
     except ValueError as exc:
-        return _error(str(exc))
-    return json({"alarm": alarm.to_json(_lang(request))})
+        return error(str(exc))
+    return json({"alarm": alarm.to_json(lang(request))})
+
+
+def _known(engine, alarm_id: str) -> bool:
+    try:
+        engine.get(alarm_id)
+    except UnknownAlarm:
+        return False
+    return True
+
+
+def _denied_bulk_ids(request, engine) -> list[str]:
+    """Return the alarms a refused bulk ack named that exist, each once, in order ([] for a bad body)."""
+    try:
+        ids = json_body(request).get("ids")
+    except ValueError:
+        return []
+    if not isinstance(ids, list) or len(ids) > MAX_BULK:
+        return []
+    return [i for i in dict.fromkeys(i for i in ids if isinstance(i, str)) if _known(engine, i)]
 
 
 @bp.on_response
 async def record_denied(request, response):
-    """Put an alarm action refused for the caller's role on record (who tried what, on which alarm)."""
+    """Put an alarm action refused for the caller's role on record (who tried what, on which alarm).
+
+    Only actions on alarms that exist are recorded: a caller cannot fill
+    the journal with ids of its own invention.  A refused bulk ack is one
+    entry naming (up to :data:`MAX_DENIED_IDS` of) the existing alarms it
+    named.
+    """
     if response.status != 403 or request.method != "POST":
         return
     user = getattr(request.ctx, "user", None)
@@ -117,10 +118,25 @@ async def record_denied(request, response):
     from alarms.model import JournalEntry
 
     rt = request.app.ctx.runtime
-    alarm_id = (request.match_info or {}).get("alarm_id", "")
+    engine = _engine(request)
     action = request.path.rstrip("/").rsplit("/", 1)[-1]
-    rt.store.record(JournalEntry(ts=rt.reactor.seconds(), alarm_id=alarm_id, event="denied", user=user.name,
-                                 comment=f"{action} refused: role {user.role!r} may not do it"))
+    comment = f"{action} refused: role {user.role!r} may not do it"
+    alarm_id = (request.match_info or {}).get("alarm_id")
+    if alarm_id is not None:
+        if not _known(engine, alarm_id):
+            return
+    else:
+        ids = _denied_bulk_ids(request, engine)
+        if not ids:
+            return
+        alarm_id = ""
+        more = len(ids) - MAX_DENIED_IDS
+        comment += f" (alarms: {', '.join(ids[:MAX_DENIED_IDS])}{f' and {more} more' if more > 0 else ''})"
+    try:
+        rt.store.record(JournalEntry(ts=rt.reactor.seconds(), alarm_id=alarm_id, event="denied", user=user.name,
+                                     comment=comment))
+    except Exception:  # noqa: BLE001 - the refusal stands whether or not it could be put on record
+        log.exception("cannot journal a refused %s by %s", action, user.name)
 
 
 @bp.get("")
@@ -129,34 +145,42 @@ async def list_alarms(request):
     """List alarms in a state group: active (default), unacked, shelved, suppressed, out_of_service, all."""
     state = request.args.get("state", "active")
     if state not in STATES:
-        return _error(f"state={state!r} is not one of {', '.join(STATES)}")
+        return error(f"state={state!r} is not one of {', '.join(STATES)}")
     engine = _engine(request)
-    lang = _lang(request)
-    return json({"alarms": [a.to_json(lang) for a in engine.alarms(state)], "flood": engine.flood,
+    language = lang(request)
+    return json({"alarms": [a.to_json(language) for a in engine.alarms(state)], "flood": engine.flood,
                  "summary": engine.summary()})
 
 
 @bp.get("/journal")
 @roles(*READ)
 async def journal(request):
-    """Return journal entries between ``from`` and ``to`` (default: the last week) as JSON, CSV or XLSX."""
+    """Return journal entries between ``from`` and ``to`` (default: the last week) as JSON, CSV or XLSX.
+
+    CSV text that a spreadsheet would take for a formula (starting with
+    ``= + - @``, tab or CR) gets a leading ``'``; XLSX keeps such text as
+    text cells and holds at most :data:`MAX_XLSX` entries.
+    """
     from scada.api.v1 import BadRequest, _range_args
 
     for key in request.args:
         if key not in ("from", "to", "format", "alarm", "lang"):
-            return _error(f"unknown parameter {key!r} (use from, to, format, alarm, lang)")
+            return error(f"unknown parameter {key!r} (use from, to, format, alarm, lang)")
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv", "xlsx"):
-        return _error(f"format={fmt!r} is not one of json, csv, xlsx")
+        return error(f"format={fmt!r} is not one of json, csv, xlsx")
     rt = request.app.ctx.runtime
     try:
         start, end = _range_args(request, rt.reactor.seconds(), JOURNAL_SPAN_S)
     except BadRequest as exc:
-        return _error(str(exc))
+        return error(str(exc))
     entries = rt.store.query(start, end, MAX_JOURNAL + 1, alarm_id=request.args.get("alarm") or None)
     if len(entries) > MAX_JOURNAL:
-        return _error(f"more than {MAX_JOURNAL} journal entries between {iso_utc(start)} and {iso_utc(end)}; "
-                      "narrow from/to")
+        return error(f"more than {MAX_JOURNAL} journal entries between {iso_utc(start)} and {iso_utc(end)}; "
+                     "narrow from/to")
+    if fmt == "xlsx" and len(entries) > MAX_XLSX:
+        return error(f"an XLSX export holds at most {MAX_XLSX} journal entries; there are {len(entries)} between "
+                     f"{iso_utc(start)} and {iso_utc(end)}: narrow from/to, or use format=csv")
     rows = []
     for entry in entries:
         row = entry.to_json()
@@ -164,44 +188,66 @@ async def journal(request):
         rows.append(row)
     if fmt == "json":
         return json({"from": iso_utc(start), "to": iso_utc(end), "entries": rows})
-    lang = _lang(request)
-    headers = [ru if lang == "ru" else en for _, ru, en in COLUMNS]
+    language = lang(request)
+    headers = [ru if language == "ru" else en for _, ru, en in COLUMNS]
     table = [[row[key] if row[key] is not None else "" for key, _, _ in COLUMNS] for row in rows]
     stem = f"alarm-journal-{iso_utc(start)[:10]}-{iso_utc(end)[:10]}"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
         writer.writerow(headers)
-        writer.writerows(table)
+        writer.writerows([_csv_cell(value) for value in row] for row in table)
         # UTF-8 with BOM: Excel on a Russian Windows opens it with the right letters.
         return HTTPResponse(("\ufeff" + out.getvalue()).encode("utf-8"), content_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
-    return HTTPResponse(_xlsx(headers, table, lang),
-                        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    # Building a workbook takes seconds for a big journal: not on the loop the engine and the buses run on.
+    content = await asyncio.get_running_loop().run_in_executor(None, _xlsx, headers, table, language)
+    return HTTPResponse(content, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                         headers={"Content-Disposition": f'attachment; filename="{stem}.xlsx"'})
 
 
-def _xlsx(headers: list[str], table: list[list], lang: str) -> bytes:
+def _csv_cell(value):
+    """Return a CSV cell's value; text a spreadsheet would run as a formula gets a leading ``'``.
+
+    Numbers stay as they are (``-3.5`` is a value, not a formula).
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _xlsx(headers: list[str], table: list[list], language: str) -> bytes:
+    """Return the journal as an XLSX workbook (write-only: rows are streamed, not kept as cell objects)."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
-    book = Workbook(write_only=False)
-    sheet = book.active
-    sheet.title = "Журнал тревог" if lang == "ru" else "Alarm journal"
-    sheet.append(headers)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in table:
-        # Operator text is text: control characters would make openpyxl refuse the cell (a 500 for the
-        # whole export), and a comment starting with "=" would become a live formula in Excel.
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
-        for cell in sheet[sheet.max_row]:
-            if cell.data_type == "f":
-                cell.data_type = "s"
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Журнал тревог" if language == "ru" else "Alarm journal")
     sheet.freeze_panes = "A2"
     for column, width in zip("ABCDEFGHIJK", (25, 40, 14, 16, 16, 16, 40, 10, 28, 12, 60)):
         sheet.column_dimensions[column].width = width
+    bold = Font(bold=True)
+    header_cells = []
+    for text in headers:
+        cell = WriteOnlyCell(sheet, value=text)
+        cell.font = bold
+        header_cells.append(cell)
+    sheet.append(header_cells)
+
+    def text_cell(value: str):
+        # Operator text is text: control characters would make openpyxl refuse the cell (a 500 for the
+        # whole export), and a comment starting with "=" would become a live formula in Excel.
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if not value.startswith("="):
+            return value
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        return cell
+
+    for row in table:
+        sheet.append([text_cell(v) if isinstance(v, str) else v for v in row])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -212,15 +258,17 @@ def _xlsx(headers: list[str], table: list[list], lang: str) -> bytes:
 async def ack_many(request):
     """Acknowledge several alarms: ``{"ids": [...], "comment": "..."}``; answers what was acked and why not."""
     try:
-        body = _body(request)
+        body = json_body(request)
         ids = body.get("ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ValueError("'ids' must be a non-empty list of alarm ids (strings)")
         if len(ids) > MAX_BULK:
             raise ValueError(f"at most {MAX_BULK} ids per request, got {len(ids)}")
+        for ident in ids:
+            check_text(ident, "ids")
         comment = _text(body, "comment")
     except ValueError as exc:
-        return _error(str(exc))
+        return error(str(exc))
     return json(_engine(request).ack_many(ids, _user(request), comment))
 
 
@@ -231,8 +279,8 @@ async def one_alarm(request, alarm_id: str):
     try:
         alarm = _engine(request).get(alarm_id)
     except UnknownAlarm:
-        return _error(f"unknown alarm {alarm_id!r}", 404)
-    return json({"alarm": alarm.to_json(_lang(request))})
+        return error(f"unknown alarm {alarm_id!r}", 404)
+    return json({"alarm": alarm.to_json(lang(request))})
 
 
 @bp.post("/<alarm_id:str>/ack")

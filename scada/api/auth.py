@@ -26,6 +26,13 @@ credentials: 401 with ``WWW-Authenticate: Bearer``; a role not declared:
 403 naming the role.  Handlers find the caller in ``request.ctx.user``
 (a :class:`scada.auth.Principal`; ``None`` on public routes).
 
+A browser sends the session cookie with a WebSocket handshake whatever page
+opened it, so a handshake authenticated by the cookie alone must come from
+a page of this server: an ``Origin`` naming another host or port is a 403.
+A WebSocket outlives its handshake; :func:`recheck` tells a long-lived
+connection whether the credential it was let in with still holds
+(logout, ``scada token revoke``, expiry, a role change).
+
 With ``api.auth: false`` everyone is ``anonymous`` with role admin.
 """
 
@@ -33,10 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json as jsonlib
 import logging
 import math
 import sqlite3
+from urllib.parse import urlsplit
 
 from sanic import Blueprint
 from sanic.response import json
@@ -61,11 +68,12 @@ from scada.auth import (
     token_hash,
     verify_password,
 )
+from scada.api.common import check_text, error, json_body
 from scada.store import NotFound
 from tags.timefmt import iso_utc
 
 __all__ = ["ACT", "ADMIN", "ANYONE", "COOKIE", "DATA", "ENGINEERING", "PUBLIC", "READ", "ROLES",
-           "UndeclaredRoutes", "check_routes", "declared_roles", "install", "roles"]
+           "UndeclaredRoutes", "check_routes", "declared_roles", "install", "recheck", "roles"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api_v1_auth", url_prefix="/api/v1")
@@ -191,7 +199,7 @@ def install(app) -> None:
 
 
 def _denied(status: int, message: str, challenge: str | None = None, clear_cookie: bool = False):
-    response = json({"error": message}, status=status)
+    response = error(message, status)
     if challenge:
         response.headers["WWW-Authenticate"] = challenge
     if clear_cookie:
@@ -216,25 +224,87 @@ def _credential(request) -> tuple[str | None, str]:
                   "or send 'Authorization: Bearer <token>'")
 
 
-def _principal(store, token: str, now: float) -> tuple[Principal | None, str, str | None]:
-    """Look ``token`` up; return ``(principal, problem, session_hash)``."""
-    digest = token_hash(token)
-    if token.startswith(SESSION_TOKEN_PREFIX):
+def _lookup(store, via: str, digest: str, now: float) -> tuple[Principal | None, str]:
+    """Find the session (``via="session"``) or API token (``"token"``) with hash ``digest``.
+
+    Returns ``(principal, "")``, or ``(None, why not)`` for none, or an
+    expired one (an expired session is deleted).
+    """
+    if via == "session":
         session = store.session_by_hash(digest)
         if session is None:
-            return None, "invalid session: log in again", None
+            return None, "invalid session: log in again"
         if session.expired(now):
             store.delete_session(digest)
-            return None, "the session has expired: log in again", None
-        return Principal(session.user, session.role, None, "session"), "", digest
-    if token.startswith(API_TOKEN_PREFIX):
-        found = store.token_by_hash(digest)
-        if found is None:
-            return None, "invalid API token", None
-        if found.expired(now):
-            return None, f"the API token {found.name!r} expired at {iso_utc(found.expires)}", None
-        return Principal(f"token:{found.name}", found.role, found.name, "token"), "", None
-    return None, "invalid token", None
+            return None, "the session has expired: log in again"
+        return Principal(session.user, session.role, None, "session"), ""
+    found = store.token_by_hash(digest)
+    if found is None:
+        return None, "invalid API token"
+    if found.expired(now):
+        return None, f"the API token {found.name!r} expired at {iso_utc(found.expires)}"
+    return Principal(f"token:{found.name}", found.role, found.name, "token"), ""
+
+
+def _principal(store, token: str, now: float) -> tuple[Principal | None, str, str | None]:
+    """Look ``token`` up; return ``(principal, problem, credential hash)``."""
+    if token.startswith(SESSION_TOKEN_PREFIX):
+        via = "session"
+    elif token.startswith(API_TOKEN_PREFIX):
+        via = "token"
+    else:
+        return None, "invalid token", None
+    digest = token_hash(token)
+    principal, problem = _lookup(store, via, digest, now)
+    return principal, problem, digest if principal is not None else None
+
+
+def recheck(runtime, principal: Principal | None, credential_hash: str | None,
+            allowed: frozenset[str] | None) -> tuple[int, str] | None:
+    """Say whether a principal let in earlier may still use a route that admits the roles ``allowed``.
+
+    ``credential_hash`` is the hash of the session or API token it came
+    with (``request.ctx.credential_hash``).  Returns None while the
+    credential holds and its role (which follows the user's) is allowed;
+    ``(4401, why)`` once the session ended (logout, password change, user
+    removed) or expired, or the token was revoked or expired; ``(4403,
+    why)`` once the role may no longer use the route.  The codes are
+    WebSocket close codes: 4000 plus the HTTP status.  A store that cannot
+    answer is no verdict (None): the next check decides.
+    """
+    if principal is None or principal.via == "anonymous" or not runtime.cfg.api.auth:
+        return None
+    if credential_hash is None:
+        return 4401, "no credential to check: log in again"
+    try:
+        current, problem = _lookup(runtime.store, principal.via, credential_hash, runtime.reactor.seconds())
+    except sqlite3.Error as exc:
+        log.warning("cannot check the credential of %s again: %s", principal.name, exc)
+        return None
+    if current is None:
+        return 4401, problem
+    if allowed is not None and current.role not in allowed:
+        return 4403, f"role {current.role!r} may no longer use this"
+    return None
+
+
+def _origin_problem(request) -> str | None:
+    """Return why the request's ``Origin`` is not this server (another host or port), None if it is or is absent."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None  # not a browser: nothing rides on its cookies
+    host = request.headers.get("host", "")
+    default = 443 if request.scheme in ("https", "wss") else 80
+    try:
+        parts = urlsplit(origin)
+        origin_at = (parts.hostname, parts.port or {"https": 443, "wss": 443}.get(parts.scheme, 80))
+        here = urlsplit("//" + host)
+        here_at = (here.hostname, here.port or default)
+    except ValueError:
+        return f"cross-origin WebSocket refused: Origin {origin!r} is not a URL"
+    if parts.scheme not in ("http", "https") or origin_at[0] is None or origin_at != here_at:
+        return f"cross-origin WebSocket refused: Origin {origin!r} is not this server ({host})"
+    return None
 
 
 async def _authenticate(request):
@@ -244,6 +314,7 @@ async def _authenticate(request):
         return None  # no such path or method: the error handler answers 404/405
     request.ctx.user = None
     request.ctx.session_hash = None
+    request.ctx.credential_hash = None
     allowed = declared_roles(route)
     if allowed is None:
         # check_routes keeps this from happening; if it does, fail closed.
@@ -262,15 +333,20 @@ async def _authenticate(request):
     token, source = _credential(request)
     if token is None:
         return _denied(401, source, _CHALLENGE)
+    if source == "cookie" and route.extra.websocket:
+        problem = _origin_problem(request)
+        if problem is not None:
+            return _denied(403, problem)
     try:
-        principal, problem, session_hash = _principal(runtime.store, token, runtime.reactor.seconds())
+        principal, problem, digest = _principal(runtime.store, token, runtime.reactor.seconds())
     except sqlite3.Error as exc:
         log.error("cannot check credentials: %s", exc)
         return _denied(503, f"the user store is not available: {exc}")
     if principal is None:
         return _denied(401, problem, _CHALLENGE_INVALID, clear_cookie=source == "cookie")
     request.ctx.user = principal
-    request.ctx.session_hash = session_hash
+    request.ctx.credential_hash = digest
+    request.ctx.session_hash = digest if principal.via == "session" else None
     if principal.role not in allowed:
         return _denied(403, f"role {principal.role!r} may not {request.method} {request.path}")
     return None
@@ -280,14 +356,12 @@ async def _authenticate(request):
 # Routes
 
 
-def _body(request) -> dict:
-    try:
-        body = jsonlib.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError('the body must be a JSON object {"username": ..., "password": ...}')
-    return body
+def _too_many(username: str, wait: float, at_once: bool = False):
+    seconds = math.ceil(wait)
+    why = "too many logins at once" if at_once else "too many failed logins"
+    response = error(f"{why} for {username!r}: try again in {seconds} s", 429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @bp.post("/login")
@@ -296,41 +370,59 @@ async def login(request):
     """Check a user name and password; open a session (token in the body and an HttpOnly cookie).
 
     A wrong name and a wrong password get the same 401.  After 5 failures
-    for one name within 5 minutes, that name gets 429 for 5 minutes.
+    for one name within 5 minutes, that name gets 429 for 5 minutes; so do
+    attempts beyond those that could still lock it while they are being
+    checked (see :class:`scada.auth.LoginThrottle`).  No login succeeds
+    while its name is locked out.
     """
-    runtime = request.app.ctx.runtime
     try:
-        body = _body(request)
+        body = json_body(request, '{"username": ..., "password": ...}', required=True)
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not username or not isinstance(password, str):
             raise ValueError('"username" and "password" must be strings')
+        check_text(username, "username")
+        check_text(password, "password")
     except ValueError as exc:
-        return json({"error": str(exc)}, status=400)
+        return error(str(exc))
     throttle: LoginThrottle = request.app.ctx.login_throttle
-    wait = throttle.retry_after(username)
+    wait = throttle.begin(username)
     if wait > 0:
-        response = json({"error": f"too many failed logins for {username!r}: try again in {math.ceil(wait)} s"},
-                        status=429)
-        response.headers["Retry-After"] = str(math.ceil(wait))
-        return response
+        return _too_many(username, wait, at_once=throttle.retry_after(username) == 0)
+    outcome = None
+    try:
+        response, outcome = await _check_login(request, throttle, username, password)
+    finally:
+        throttle.end(username, outcome)
+    return response
+
+
+async def _check_login(request, throttle: LoginThrottle, username: str, password: str):
+    """Check an attempt :meth:`LoginThrottle.begin` let go; return ``(response, outcome)`` for ``throttle.end``."""
+    runtime = request.app.ctx.runtime
     store = runtime.store
     try:
         user = store.user(username)
     except sqlite3.Error as exc:
         log.error("cannot check a login: %s", exc)
-        return _denied(503, f"the user store is not available: {exc}")
+        return _denied(503, f"the user store is not available: {exc}"), None
     if len(password) > MAX_PASSWORD:
         ok, new_hash = False, None
     else:
         # argon2 is meant to be slow (~0.1 s of CPU): in a worker thread it
         # does not stall the reactor's bus timing.  It releases the GIL.
         async with request.app.ctx.kdf_slots:
+            # Other attempts may have locked the name out while this one queued.
+            wait = throttle.retry_after(username)
+            if wait > 0:
+                return _too_many(username, wait), None
             ok, new_hash = await asyncio.get_running_loop().run_in_executor(
                 None, verify_password, user.password_hash if user else None, password)
     if not ok:
-        throttle.failed(username)
-        return _denied(401, "wrong user name or password", _CHALLENGE)
-    throttle.succeeded(username)
+        return _denied(401, "wrong user name or password", _CHALLENGE), False
+    wait = throttle.retry_after(username)
+    if wait > 0:
+        # The right password, but the name was locked out while it was checked: no session.
+        return _too_many(username, wait), None
     token = new_session_token()
     try:
         if new_hash is not None:
@@ -338,10 +430,10 @@ async def login(request):
         session = store.create_session(username, token_hash(token), runtime.cfg.api.session_ttl)
     except NotFound:
         # Removed by `scada user remove` while its password was being checked.
-        return _denied(401, "wrong user name or password", _CHALLENGE)
+        return _denied(401, "wrong user name or password", _CHALLENGE), True
     except sqlite3.Error as exc:
         log.error("cannot open a session: %s", exc)
-        return _denied(503, f"the user store is not available: {exc}")
+        return _denied(503, f"the user store is not available: {exc}"), True
     log.info("user %r (%s) logged in", session.user, session.role)
     response = json({"token": token, "expires": iso_utc(session.expires), "user": session.user,
                      "role": session.role})
@@ -349,7 +441,7 @@ async def login(request):
     # never get the cookie back otherwise.
     response.add_cookie(COOKIE, token, path="/", max_age=max(1, int(runtime.cfg.api.session_ttl)),
                         httponly=True, samesite="Strict", secure=request.scheme in ("https", "wss"))
-    return response
+    return response, True
 
 
 @bp.post("/logout")
@@ -358,8 +450,8 @@ async def logout(request):
     """End the caller's login session and clear its cookie (API tokens are revoked with ``scada token``)."""
     user = request.ctx.user
     if user is not None and user.via == "token":
-        return json({"error": f"this request carries the API token {user.token!r}, not a login session; "
-                              f"revoke tokens with: scada token revoke {user.token}"}, status=400)
+        return error(f"this request carries the API token {user.token!r}, not a login session; "
+                     f"revoke tokens with: scada token revoke {user.token}")
     ended = False
     if request.ctx.session_hash is not None:
         ended = request.app.ctx.runtime.store.delete_session(request.ctx.session_hash)

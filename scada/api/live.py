@@ -19,6 +19,11 @@ server → client
 
 A client that cannot keep up (more than :data:`MAX_PENDING_FRAMES` frames
 waiting) is disconnected with close code 1013 rather than let memory grow.
+A connection holds at most :data:`MAX_PREFIXES` prefixes.  Every
+:data:`RECHECK_S` seconds the credential the connection was opened with is
+checked again (:func:`scada.api.auth.recheck`): once the session has ended
+or expired or the token was revoked, the server closes with code 4401; once
+the role may no longer read the feed, with 4403.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
+import os.path
 
 from sanic import Blueprint
 
+from scada.api import auth as api_auth
 from scada.api.auth import READ, roles
+from scada.api.common import check_text, lang
 from tags.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -37,11 +45,20 @@ bp = Blueprint("api_v1_live", url_prefix="/api/v1")
 
 COALESCE_S = 0.1
 MAX_PENDING_FRAMES = 1000
-MAX_PREFIXES = 1000
+MAX_PREFIXES = 100
+#: Seconds between checks that the connection's credential still holds (on the runtime's reactor clock).
+RECHECK_S = 30.0
 
 
 class _Client:
-    """One WebSocket's subscriptions and outgoing frames."""
+    """One WebSocket's subscriptions and outgoing frames.
+
+    However many prefixes it asks for, a client holds one subscription to
+    the tag table, for the longest prefix they all share, and picks its
+    tags out of that with one ``str.startswith`` over all its prefixes:
+    adding or removing prefixes costs one re-subscription per message, not
+    one per prefix.
+    """
 
     def __init__(self, runtime, lang: str) -> None:
         self.runtime = runtime
@@ -49,11 +66,22 @@ class _Client:
         # Tag updates arrive from the reactor, which runs on this same loop.
         self.loop = asyncio.get_running_loop()
         self.frames: asyncio.Queue[str | None] = asyncio.Queue()
-        self.prefixes: dict[str, object] = {}
+        #: The prefixes asked for, in order (a dict for an ordered set).
+        self.prefixes: dict[str, None] = {}
+        self.matching: tuple[str, ...] = ()
+        self.table_prefix: str | None = None
+        self.unsubscribe_table = None
         self.pending: dict[str, dict] = {}
         self.flush_handle: asyncio.TimerHandle | None = None
         self.unsubscribe_alarms = None
         self.overflowed = False
+        #: Set to ``(close code, reason)`` when the server ends the connection.
+        self.ended: asyncio.Future = self.loop.create_future()
+
+    def end(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` as soon as the handler sees it, sending nothing more."""
+        if not self.ended.done():
+            self.ended.set_result((code, reason))
 
     def put(self, frame: dict) -> None:
         if self.overflowed:
@@ -67,6 +95,8 @@ class _Client:
     # ------------------------------------------------------------------ tags
 
     def on_sample(self, sample) -> None:
+        if not sample.name.startswith(self.matching):
+            return
         state = self.runtime.tags.get(sample.name)
         if state is None:
             return
@@ -81,22 +111,37 @@ class _Client:
             self.put({"type": "tags", "tags": _clean(tags)})
 
     def subscribe(self, prefixes: list[str]) -> None:
-        tags = self.runtime.tags
+        """Add ``prefixes`` (all or, past :data:`MAX_PREFIXES`, none) and answer the snapshot of the new ones."""
+        new = [p for p in dict.fromkeys(prefixes) if p not in self.prefixes]
+        if len(self.prefixes) + len(new) > MAX_PREFIXES:
+            raise ValueError(f"at most {MAX_PREFIXES} prefixes per connection "
+                             f"({len(self.prefixes)} subscribed, {len(new)} more asked for)")
+        self.prefixes.update(dict.fromkeys(new))
+        self._follow()
         snapshot = []
-        for prefix in prefixes:
-            if prefix in self.prefixes:
-                continue
-            if len(self.prefixes) >= MAX_PREFIXES:
-                raise ValueError(f"at most {MAX_PREFIXES} prefixes per connection")
-            self.prefixes[prefix] = tags.subscribe(self.on_sample, prefix=prefix, changes_only=True)
-            snapshot.extend(s.to_json() for s in tags.states(prefix))
+        if new:
+            wanted = tuple(new)
+            snapshot = [s.to_json() for s in self.runtime.tags.states(os.path.commonprefix(new))
+                        if s.definition.name.startswith(wanted)]
         self.put({"type": "snapshot", "tags": _clean(snapshot)})
 
     def unsubscribe(self, prefixes: list[str]) -> None:
         for prefix in prefixes:
-            undo = self.prefixes.pop(prefix, None)
-            if undo is not None:
-                undo()
+            self.prefixes.pop(prefix, None)
+        self._follow()
+
+    def _follow(self) -> None:
+        """Hold the one table subscription the prefixes need (none without prefixes)."""
+        self.matching = tuple(self.prefixes)
+        wanted = os.path.commonprefix(self.matching) if self.matching else None
+        if wanted == self.table_prefix:
+            return
+        if self.unsubscribe_table is not None:
+            self.unsubscribe_table()
+            self.unsubscribe_table = None
+        self.table_prefix = wanted
+        if wanted is not None:
+            self.unsubscribe_table = self.runtime.tags.subscribe(self.on_sample, prefix=wanted, changes_only=True)
 
     # ---------------------------------------------------------------- alarms
 
@@ -130,6 +175,7 @@ class _Client:
     def close(self) -> None:
         self.unsubscribe(list(self.prefixes))
         self.alarms_on(False)
+        self.end(1000, "")
         if self.flush_handle is not None:
             self.flush_handle.cancel()
             self.flush_handle = None
@@ -150,6 +196,8 @@ def _strings(message: dict, key: str) -> list[str]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise ValueError(f"{key!r} must be a list of tag name prefixes (strings)")
+    for prefix in value:
+        check_text(prefix, key)
     return value
 
 
@@ -180,12 +228,26 @@ def _handle(client: _Client, raw) -> None:
 async def live(request, ws):
     """Push tag changes (by subscribed prefix) and alarm transitions until the client goes."""
     runtime = request.app.ctx.runtime
-    lang = request.args.get("lang", "ru")
-    client = _Client(runtime, lang if lang in ("ru", "en") else "ru")
+    client = _Client(runtime, lang(request))
     user = getattr(request.ctx, "user", None)
     client.put({"type": "hello", "user": getattr(user, "name", None), "role": getattr(user, "role", None),
                 "server_time": iso_utc(runtime.reactor.seconds())})
     client.alarms_on(True)
+    allowed = api_auth.declared_roles(request.route)
+    credential = getattr(request.ctx, "credential_hash", None)
+    recheck = None
+
+    def check() -> None:
+        nonlocal recheck
+        recheck = None
+        refused = api_auth.recheck(runtime, user, credential, allowed)
+        if refused is not None:
+            log.info("closing the live feed of %s: %s", getattr(user, "name", None), refused[1])
+            client.end(*refused)
+        elif not client.ended.done():
+            recheck = runtime.reactor.callLater(RECHECK_S, check)
+
+    recheck = runtime.reactor.callLater(RECHECK_S, check)
 
     async def sender() -> None:
         while True:
@@ -197,9 +259,9 @@ async def live(request, ws):
 
     sending = asyncio.ensure_future(sender())
     try:
-        while not sending.done():
+        while not sending.done() and not client.ended.done():
             receiving = asyncio.ensure_future(ws.recv())
-            done, _ = await asyncio.wait({receiving, sending}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({receiving, sending, client.ended}, return_when=asyncio.FIRST_COMPLETED)
             if receiving not in done:
                 receiving.cancel()
                 break
@@ -210,6 +272,18 @@ async def live(request, ws):
                 _handle(client, raw)
             except ValueError as exc:
                 client.put({"type": "error", "error": str(exc)})
+        if client.ended.done():
+            sending.cancel()
+            code, reason = client.ended.result()
+            await ws.close(code=code, reason=_close_reason(reason))
     finally:
+        if recheck is not None and recheck.active():
+            recheck.cancel()
         client.close()
         sending.cancel()
+
+
+def _close_reason(text: str) -> str:
+    """Return ``text`` cut to what a close frame carries (123 bytes of UTF-8)."""
+    data = text.encode("utf-8")
+    return text if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."

@@ -18,16 +18,19 @@ from sanic import Blueprint
 from sanic.response import json
 
 from scada.api.auth import ENGINEERING, roles
+from scada.api.common import error, json_body
 
 bp = Blueprint("api_v1_sim", url_prefix="/api/v1/sim")
 
 
-def _field(request):
-    return request.app.ctx.runtime.field
-
-
-def _error(message: str, status: int = 400):
-    return json({"error": message}, status=status)
+def _field(request, name: str):
+    """Return ``(field, None)`` for a simulated device ``name``, or ``(None, 404 answer)`` saying why not."""
+    field = request.app.ctx.runtime.field
+    if field is None:
+        return None, error("this site polls real meters (simulate: false); there is no simulator to control", 404)
+    if name not in field.devices:
+        return None, error(f"no simulated device named {name!r}", 404)
+    return field, None
 
 
 def _state(field, name: str) -> dict:
@@ -45,11 +48,9 @@ def _check_point(device: str, names: tuple[str, ...], point: str) -> None:
 @roles(*ENGINEERING)
 async def get_device(request, name: str):
     """Return a simulated device's overrides and fault."""
-    field = _field(request)
-    if field is None:
-        return _error("this site polls real meters (simulate: false); there is no simulator to control", 404)
-    if name not in field.devices:
-        return _error(f"no simulated device named {name!r}", 404)
+    field, refused = _field(request, name)
+    if refused is not None:
+        return refused
     return json(_state(field, name))
 
 
@@ -57,20 +58,16 @@ async def get_device(request, name: str):
 @roles(*ENGINEERING)
 async def control_device(request, name: str):
     """Set or clear value overrides and faults of a simulated device."""
-    field = _field(request)
-    if field is None:
-        return _error("this site polls real meters (simulate: false); there is no simulator to control", 404)
-    if name not in field.devices:
-        return _error(f"no simulated device named {name!r}", 404)
+    field, refused = _field(request, name)
+    if refused is not None:
+        return refused
     try:
-        body = request.json if request.body else {}
-    except Exception:  # noqa: BLE001 - Sanic raises its own BadRequest subclasses
-        return _error("the body is not valid JSON")
-    if not isinstance(body, dict) or not body:
-        return _error('the body must be a JSON object with "set", "clear" and/or "fault"')
+        body = json_body(request, 'with "set", "clear" and/or "fault"', required=True)
+    except ValueError as exc:
+        return error(str(exc))
     unknown = sorted(set(body) - {"set", "clear", "fault"})
     if unknown:
-        return _error(f"unknown key {unknown[0]!r} (use set, clear, fault)")
+        return error(f"unknown key {unknown[0]!r} (use set, clear, fault)")
     # Check the whole request before changing anything: a 400 leaves the meter as it was.
     try:
         names = field.point_names(name)
@@ -112,5 +109,5 @@ async def control_device(request, name: str):
             field.set_fault(name, body["fault"])
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        return _error(str(message))
+        return error(str(message))
     return json(_state(field, name))

@@ -9,6 +9,7 @@ from sanic.response import json
 from channels.archive import standard_offset
 from scada import gaps as gap_report
 from scada.api.auth import DATA, PUBLIC, READ, roles
+from scada.api.common import error
 from scada.config import parse_duration
 from tags.timefmt import iso_utc, parse_iso
 
@@ -27,10 +28,6 @@ MAX_TS = 253370764800.0  # 9999-01-01T00:00:00Z
 
 class BadRequest(Exception):
     """A query parameter the API cannot use; becomes a 400."""
-
-
-def _error(message: str, status: int = 400):
-    return json({"error": message}, status=status)
 
 
 def _runtime(request):
@@ -91,7 +88,7 @@ async def tag(request, name: str):
     """Return one tag's current value."""
     state = _runtime(request).tags.get(name)
     if state is None:
-        return _error(f"unknown tag {name!r}", 404)
+        return error(f"unknown tag {name!r}", 404)
     return json(state.to_json())
 
 
@@ -123,7 +120,7 @@ async def history(request, name: str):
     """Return a tag's history, raw or aggregated per ``every`` interval."""
     rt = _runtime(request)
     if rt.tags.get(name) is None:
-        return _error(f"unknown tag {name!r}", 404)
+        return error(f"unknown tag {name!r}", 404)
     now = rt.reactor.seconds()
     try:
         start, end = _range_args(request, now, DEFAULT_SPAN_S)
@@ -139,15 +136,15 @@ async def history(request, name: str):
             if (end - start) / every > MAX_BUCKETS:
                 raise BadRequest(f"every={every_raw!r} over this range gives more than {MAX_BUCKETS} intervals")
     except BadRequest as exc:
-        return _error(str(exc))
+        return error(str(exc))
     for key in request.args:
         if key not in ("from", "to", "every"):
-            return _error(f"unknown parameter {key!r} (use from, to, every)")
+            return error(f"unknown parameter {key!r} (use from, to, every)")
     if every is None:
         samples = await rt.historian.query_raw(name, start, end, MAX_RAW_POINTS + 1)
         if len(samples) > MAX_RAW_POINTS:
-            return _error(f"more than {MAX_RAW_POINTS} samples between {iso_utc(start)} and {iso_utc(end)}; "
-                          "narrow from/to or aggregate with every=")
+            return error(f"more than {MAX_RAW_POINTS} samples between {iso_utc(start)} and {iso_utc(end)}; "
+                         "narrow from/to or aggregate with every=")
         points = [{"ts": iso_utc(s.ts), "value": s.value, "quality": str(s.quality)} for s in samples]
     else:
         rows = await rt.historian.query_agg(name, start, end, every)
@@ -187,29 +184,29 @@ async def device_gaps(request, name: str):
     rt = _runtime(request)
     device = next((d for _, d in rt.device_index() if d.name == name), None)
     if device is None:
-        return _error(f"unknown device {name!r}", 404)
+        return error(f"unknown device {name!r}", 404)
     for key in request.args:
         if key not in ("from", "to"):
-            return _error(f"unknown parameter {key!r} (use from, to)")
+            return error(f"unknown parameter {key!r} (use from, to)")
     now = rt.reactor.seconds()
     try:
         start, end = _range_args(request, now, GAPS_SPAN_S)
     except BadRequest as exc:
-        return _error(str(exc))
+        return error(str(exc))
     specs_of = getattr(device, "archive_specs", None)
     specs = specs_of() if specs_of is not None else []
     offset = standard_offset(rt.cfg.site.timezone)
     slots, buckets = gap_report.count_work(specs, start, end, now, offset)
     if slots > gap_report.MAX_SLOTS:
-        return _error(f"from={iso_utc(start)} to={iso_utc(end)} spans {slots} archive slots of device {name!r}; "
-                      f"at most {gap_report.MAX_SLOTS} per request: narrow from/to")
+        return error(f"from={iso_utc(start)} to={iso_utc(end)} spans {slots} archive slots of device {name!r}; "
+                     f"at most {gap_report.MAX_SLOTS} per request: narrow from/to")
     if buckets > gap_report.MAX_BUCKETS:
-        return _error(f"from={iso_utc(start)} to={iso_utc(end)} needs {buckets} history buckets per tag for "
-                      f"device {name!r}; at most {gap_report.MAX_BUCKETS} per request: narrow from/to")
+        return error(f"from={iso_utc(start)} to={iso_utc(end)} needs {buckets} history buckets per tag for "
+                     f"device {name!r}; at most {gap_report.MAX_BUCKETS} per request: narrow from/to")
     try:
         archives = await gap_report.device_gaps(rt.historian, specs, start, end, now, offset)
     except Exception as exc:  # noqa: BLE001 - a history database that is down is not a bug of the request
-        return _error(f"history is not available: {exc}", 503)
+        return error(f"history is not available: {exc}", 503)
     return json({"device": name, "from": iso_utc(start), "to": iso_utc(end), "archives": archives})
 
 

@@ -635,3 +635,120 @@ def test_denied_action_is_journalled(make_site):
     response = site.post(f"/api/v1/alarms/{HI}/out_of_service", {"reason": "поверка"}, token=tokens["engineer"])
     assert response.status == 200 and response.json["alarm"]["out_of_service_by"] == "token:boss"
     assert [e.event for e in site.runtime.store.query(T0, T0 + 60)].count("denied") == 3
+
+
+def test_denied_actions_on_unknown_alarms_leave_nothing(make_site, monkeypatch):
+    """A refused action on an alarm that does not exist is not journalled: no rows of the caller's invention."""
+    import scada.api.alarms as api
+
+    site = make_site("{}")
+    token = auth.new_api_token()
+    site.runtime.store.add_token("wall", "viewer", auth.token_hash(token))
+    site.feed(7.0)
+    for path, body in ((f"/api/v1/alarms/{'x' * 5000}/ack", {}), ("/api/v1/alarms/nothing:here:hi/shelve", {}),
+                       ("/api/v1/alarms/ack", {"ids": ["nothing", "y" * 5000]}), ("/api/v1/alarms/ack", b"{bad"),
+                       ("/api/v1/alarms/ack", {"ids": "nothing"}), ("/api/v1/alarms/ack", {"ids": [5, None]})):
+        assert site.post(path, body, token=token).status == 403, path
+    assert [e.event for e in site.runtime.store.query(T0, T0 + 60)] == ["raise"]
+
+    # A bulk ack names the alarms that exist, each once, at most MAX_DENIED_IDS of them.
+    response = site.post("/api/v1/alarms/ack", {"ids": ["nothing", HI, HIHI, HI]}, token=token)
+    assert response.status == 403
+    monkeypatch.setattr(api, "MAX_DENIED_IDS", 1)
+    site.post("/api/v1/alarms/ack", {"ids": ["nothing", HIHI, HI]}, token=token)
+    monkeypatch.setattr(api, "MAX_BULK", 2)
+    site.post("/api/v1/alarms/ack", {"ids": [HI, HIHI, HI]}, token=token)  # a bulk the endpoint refuses anyway
+    denied = [e for e in site.runtime.store.query(T0, T0 + 60) if e.event == "denied"]
+    assert [(e.alarm_id, e.user) for e in denied] == [("", "token:wall")] * 2
+    assert denied[0].comment == f"ack refused: role 'viewer' may not do it (alarms: {HI}, {HIHI})"
+    assert denied[1].comment == f"ack refused: role 'viewer' may not do it (alarms: {HIHI} and 1 more)"
+
+
+SURROGATE_BODIES = [
+    ("ack", '{"comment": "\\ud800"}', "comment"),
+    ("shelve", '{"minutes": 5, "reason": "\\ud800"}', "reason"),
+    ("shelve", '{"minutes": 5, "reason": "ремонт \\udfff"}', "reason"),
+    ("unshelve", '{"comment": "a\\udc00b"}', "comment"),
+    ("comment", '{"comment": "\\ud800"}', "comment"),
+    ("comment", '{"text": "\\ud800"}', "text"),
+    ("out_of_service", '{"reason": "\\ud800"}', "reason"),
+    ("in_service", '{"comment": "\\ud800"}', "comment"),
+]
+
+
+def test_text_that_is_not_utf8_is_400(raised):
+    """A lone surrogate (valid JSON, not UTF-8 text) is a 400 naming the field, never a 500, and records nothing."""
+    site = raised
+    for action, body, field in SURROGATE_BODIES:
+        response = site.post(f"/api/v1/alarms/{HI}/{action}", body)
+        assert response.status == 400, (action, body, response.text)
+        assert response.json["error"].startswith(f"{field!r} is not valid UTF-8 text"), response.json
+    for body in ('{"ids": ["\\ud800"]}', '{"ids": ["%s"], "comment": "\\ud800"}' % HI):
+        response = site.post("/api/v1/alarms/ack", body)
+        assert response.status == 400 and "is not valid UTF-8 text" in response.json["error"], body
+    # A proper pair is a character like any other.
+    response = site.post(f"/api/v1/alarms/{HI}/comment", '{"comment": "\\ud83d\\ude00 ok"}')
+    assert response.status == 200 and response.json["alarm"]["comments"][-1]["text"] == "\U0001f600 ok"
+    assert [e.event for e in site.runtime.store.query(T0, T0 + 60)] == ["raise", "comment"]
+
+
+def test_journal_csv_text_never_starts_a_formula(site):
+    """CSV text cells starting with = + - @ get a leading ' (OWASP: CSV injection); numbers are left alone."""
+    site.feed(7.0)   # raise
+    site.feed(-3.5)  # clear, at a negative reading: a number, exported as it is
+    texts = ["=1+1", "+79991234567", "-2 градуса", "@SUM(A1:A2)", "обычный текст", "a=b"]
+    for text in texts:
+        assert site.post(f"/api/v1/alarms/{HI}/comment", {"comment": text}).status == 200
+    site.clock.advance(1)
+    rows = _csv(site.get("/api/v1/alarms/journal?format=csv"))
+    keys = [k for k, _, _ in COLUMNS]
+    column = {key: [row[keys.index(key)] for row in rows[1:]] for key in keys}
+    assert column["event"] == ["raise", "clear"] + ["comment"] * len(texts)
+    assert column["comment"][2:] == ["'=1+1", "'+79991234567", "'-2 градуса", "'@SUM(A1:A2)",
+                                     "обычный текст", "a=b"]
+    assert column["value"][:2] == ["7.0", "-3.5"]
+
+
+def test_csv_cells():
+    """Tab and carriage return start formulas too (OWASP); numbers, negative ones included, are not text."""
+    import scada.api.alarms as api
+
+    assert [api._csv_cell(v) for v in ("\tx", "\rx", "-1", "x-1", "")] == ["'\tx", "'\rx", "'-1", "x-1", ""]
+    assert api._csv_cell(-3.5) == -3.5 and api._csv_cell(0) == 0 and api._csv_cell(None) is None
+
+
+def test_journal_xlsx_is_built_off_the_loop(site, monkeypatch):
+    """The workbook is built in a worker thread (seconds for a big journal), write-only, with the same look."""
+    import threading
+
+    import scada.api.alarms as api
+
+    threads = []
+    real = api._xlsx
+
+    def spy(*args):
+        threads.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(api, "_xlsx", spy)
+    _story(site)
+    sheet = _xlsx(site.get("/api/v1/alarms/journal?format=xlsx"))
+    assert threads and threads[0] is not threading.main_thread()
+    assert sheet.freeze_panes == "A2" and sheet.column_dimensions["G"].width == 40
+    assert all(cell.font.bold for cell in sheet[1]) and not sheet["A2"].font.bold
+
+
+def test_journal_xlsx_has_a_row_cap(site, monkeypatch):
+    """Past MAX_XLSX entries an XLSX export is a 400 naming the cap and suggesting CSV; CSV still works."""
+    import scada.api.alarms as api
+
+    _story(site)
+    monkeypatch.setattr(api, "MAX_XLSX", 5)
+    response = site.get("/api/v1/alarms/journal?format=xlsx")
+    assert response.status == 400
+    assert "at most 5 journal entries" in response.json["error"] and "format=csv" in response.json["error"]
+    assert len(_csv(site.get("/api/v1/alarms/journal?format=csv"))) == 1 + len(EVENTS)
+    monkeypatch.setattr(api, "MAX_XLSX", len(EVENTS))
+    assert site.get("/api/v1/alarms/journal?format=xlsx").status == 200
+    monkeypatch.undo()
+    assert api.MAX_XLSX == 50_000

@@ -138,6 +138,20 @@ def site(tmp_path):
     site.close()
 
 
+@pytest.fixture()
+def closes(monkeypatch) -> list[tuple[int, str]]:
+    """Record the ``(code, reason)`` of every close the server sends (Sanic's ASGI connection drops them)."""
+    from sanic.server.websockets.connection import WebSocketConnection
+
+    closed: list[tuple[int, str]] = []
+
+    async def close(self, code=1000, reason=""):
+        closed.append((code, reason))
+
+    monkeypatch.setattr(WebSocketConnection, "close", close)
+    return closed
+
+
 async def _connect(site: Site, path: str = "/api/v1/live", headers=None) -> tuple[Socket, dict, dict]:
     """Open the socket; return it with its hello and alarms frames."""
     ws = Socket(site.app, path, headers)
@@ -385,7 +399,9 @@ def test_disconnect_releases_subscriptions(site):
         assert len(site.runtime.alarms._subscribers) == len(before) + 1
         ws.send({"subscribe": ["m1.", "m2."]})
         await ws.frame()
-        assert len(site.runtime.tags._subscriptions) == tag_subscriptions + 2
+        # One table subscription per client, for the prefix its prefixes share.
+        assert len(site.runtime.tags._subscriptions) == tag_subscriptions + 1
+        assert site.runtime.tags._subscriptions[-1].prefix == "m"
         await ws.close()
         assert len(site.runtime.tags._subscriptions) == tag_subscriptions
         assert ws.task.done() and ws.task.exception() is None
@@ -398,6 +414,7 @@ def test_disconnect_releases_subscriptions(site):
 
 
 def test_prefix_limit(site, monkeypatch):
+    """Past MAX_PREFIXES a subscribe is refused whole (an error frame); what fits is fine."""
     monkeypatch.setattr(live, "MAX_PREFIXES", 2)
 
     async def scenario(site):
@@ -405,25 +422,95 @@ def test_prefix_limit(site, monkeypatch):
         ws.send({"subscribe": ["a", "b", "c"]})
         error = await ws.frame()
         assert error["type"] == "error" and "at most 2 prefixes" in error["error"]
-        ws.send({"subscribe": ["a"]})  # already there: fine
+        ws.send({"subscribe": ["a", "a"]})  # nothing of the refused request was kept; duplicates count once
+        assert (await ws.frame())["type"] == "snapshot"
+        ws.send({"subscribe": ["a", "b"]})  # "a" is there already
+        assert (await ws.frame())["type"] == "snapshot"
+        ws.send({"subscribe": ["c"]})
+        assert "at most 2 prefixes" in (await ws.frame())["error"]
+        ws.send({"unsubscribe": ["a"], "subscribe": ["c"]})  # subscribe is applied first
+        assert "at most 2 prefixes" in (await ws.frame())["error"]
+        ws.send({"unsubscribe": ["a"]})
+        ws.send({"subscribe": ["c"]})
         assert (await ws.frame())["type"] == "snapshot"
         await ws.close()
 
     site.run(scenario)
 
 
-def test_a_slow_client_is_cut_off(site, monkeypatch):
-    """Past MAX_PENDING_FRAMES waiting frames the client is closed (1013) instead of queued without end."""
-    monkeypatch.setattr(live, "MAX_PENDING_FRAMES", 3)
-    closed = []
+def test_default_prefix_limit_is_100(site):
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": [f"p{n}." for n in range(101)]})
+        error = await ws.frame()
+        assert error["type"] == "error" and "at most 100 prefixes" in error["error"]
+        ws.send({"subscribe": [f"p{n}." for n in range(100)]})
+        assert (await ws.frame()) == {"type": "snapshot", "tags": []}
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_many_prefixes_cost_one_table_subscription(site, monkeypatch):
+    """100 prefixes over 10,000 tags: one table subscription, its routes worked out once, not once per prefix."""
+    from tags.model import TagDef
+    from tags.table import TagTable
+
+    table = site.runtime.tags
+    for n in range(10_000):
+        table.define(TagDef(f"x{n // 100:03d}.t{n % 100:02d}", "m3"))
+    routed = []
+    real_route = TagTable._route
+    monkeypatch.setattr(TagTable, "_route", lambda self, name, entry: (routed.append(name),
+                                                                       real_route(self, name, entry)))
+    prefixes = [f"x{n:03d}." for n in range(100)]
+    before = len(table._subscriptions)
 
     async def scenario(site):
-        from sanic.server.websockets.connection import WebSocketConnection
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": prefixes})
+        snapshot = await ws.frame()
+        assert len(snapshot["tags"]) == 10_000
+        assert len(table._subscriptions) == before + 1 and table._subscriptions[-1].prefix == "x0"
+        assert len(routed) == 10_000  # once per tag under "x0", for the one subscription
+        # Tags of the prefixes come; a tag under the table prefix but not a client prefix does not.
+        table.define(TagDef("x0zz.t00", "m3"))
+        site.update("x0zz.t00", 1.0)
+        site.update("x042.t07", 5.0)
+        frame = await ws.frame()
+        assert [t["name"] for t in frame["tags"]] == ["x042.t07"]
+        routed.clear()
+        ws.send({"unsubscribe": prefixes[1:]})  # the shared prefix grows to "x000.": one re-subscription
+        assert (await ws.settle())["type"] == "error"
+        assert len(table._subscriptions) == before + 1 and table._subscriptions[-1].prefix == "x000."
+        assert len(routed) <= 10_001 + 100
+        await ws.close()
+        assert len(table._subscriptions) == before
 
-        async def close(self, code=1000, reason=""):
-            closed.append((code, reason))
+    site.run(scenario)
 
-        monkeypatch.setattr(WebSocketConnection, "close", close)
+
+def test_unpaired_surrogates_get_an_error_frame(site):
+    """A prefix JSON can carry but UTF-8 cannot (a lone surrogate) is an error frame naming the key."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        for key in ("subscribe", "unsubscribe"):
+            ws.send('{"%s": ["m1.", "\\ud800"]}' % key)
+            error = await ws.frame()
+            assert error["type"] == "error" and f"{key!r} is not valid UTF-8 text" in error["error"], error
+            assert "\\ud800" in error["error"]
+        assert ws.pending() == 0 and not ws.task.done()
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_a_slow_client_is_cut_off(site, monkeypatch, closes):
+    """Past MAX_PENDING_FRAMES waiting frames the client is closed (1013) instead of queued without end."""
+    monkeypatch.setattr(live, "MAX_PENDING_FRAMES", 3)
+
+    async def scenario(site):
         ws, _, _ = await _connect(site)
         for n in range(6):  # all queued before the sender runs
             site.runtime.alarms.comment(HI, "ivanov", f"#{n}")
@@ -433,7 +520,7 @@ def test_a_slow_client_is_cut_off(site, monkeypatch):
         assert ws.pending() == 0
 
     site.run(scenario)
-    assert closed[0] == (1013, "client too slow")
+    assert closes[0] == (1013, "client too slow")
 
 
 def test_hello_names_the_token_user(tmp_path):
@@ -451,3 +538,75 @@ def test_hello_names_the_token_user(tmp_path):
         site.run(scenario)
     finally:
         site.close()
+
+
+REVOCATIONS = [
+    # (how the credential stops holding, credential kind, close code and reason)
+    ("logout", "session", lambda store, token: store.delete_session(auth.token_hash(token)),
+     (4401, "invalid session: log in again")),
+    ("password change", "session", lambda store, token: store.set_password("ivanov", "new hash"),
+     (4401, "invalid session: log in again")),
+    ("user removed", "session", lambda store, token: store.remove_user("ivanov"),
+     (4401, "invalid session: log in again")),
+    ("expiry", "session", lambda store, token: None, (4401, "the session has expired: log in again")),
+    ("role may not read", "session", lambda store, token: store.set_role("ivanov", "billing"),
+     (4403, "role 'billing' may no longer use this")),
+    ("token revoked", "token", lambda store, token: store.revoke_token("wall"), (4401, "invalid API token")),
+]
+
+
+@pytest.mark.parametrize(("why", "kind", "revoke", "close"), REVOCATIONS, ids=[r[0] for r in REVOCATIONS])
+def test_a_revoked_credential_closes_the_feed(tmp_path, closes, why, kind, revoke, close):
+    """The credential is checked again every RECHECK_S on the runtime's clock; once it fails, 4401 or 4403."""
+    site = Site(tmp_path, api="{}")
+    try:
+        store = site.runtime.store
+        store.add_user("ivanov", "operator", "hash")
+        session = auth.new_session_token()
+        # For "expiry", the session outlives two checks, not three.
+        store.create_session("ivanov", auth.token_hash(session), 3 * live.RECHECK_S - 1 if why == "expiry" else 3600)
+        token = auth.new_api_token()
+        store.add_token("wall", "viewer", auth.token_hash(token))
+        credential = session if kind == "session" else token
+
+        async def scenario(site):
+            ws, hello, _ = await _connect(site, f"/api/v1/live?token={credential}")
+            assert hello["user"] == ("ivanov" if kind == "session" else "token:wall")
+            site.clock.advance(live.RECHECK_S)  # checked, still good
+            if kind == "session":
+                store.set_role("ivanov", "crew")  # another role that may read: the feed goes on
+            site.clock.advance(live.RECHECK_S)
+            assert (await ws.settle())["type"] == "error" and not closes
+            revoke(store, credential)
+            site.clock.advance(live.RECHECK_S - 1)
+            assert (await ws.settle())["type"] == "error" and not closes  # not checked yet
+            site.clock.advance(1)
+            await asyncio.wait_for(ws.task, WAIT)  # the handler ends by itself
+            assert ws.pending() == 0
+
+        site.run(scenario)
+        assert closes[0] == close  # (then Sanic's own close after the handler, which goes nowhere)
+        assert not site.clock.getDelayedCalls()  # no check left behind
+    finally:
+        site.close()
+
+
+def test_close_reasons_fit_a_close_frame():
+    assert live._close_reason("short") == "short"
+    long = live._close_reason("ж" * 100)
+    assert len(long.encode()) <= 123 and long.endswith("...") and long.startswith("жжж")
+
+
+def test_a_closed_feed_leaves_no_check_behind(site):
+    """Disconnecting cancels the pending credential check (auth off: it never fails, but it is not left over)."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        assert len(site.clock.getDelayedCalls()) >= 1
+        site.clock.advance(live.RECHECK_S * 3)  # anonymous: always good, checked again and again
+        assert (await ws.settle())["type"] == "error"
+        await ws.close()
+
+    before = len(site.clock.getDelayedCalls())
+    site.run(scenario)
+    assert len(site.clock.getDelayedCalls()) == before

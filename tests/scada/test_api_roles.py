@@ -604,3 +604,144 @@ def test_role_names_in_403_are_the_callers(site):
     response = site.call("GET", "/api/v1/channels", token=site.tokens["billing"])
     assert response.status == 403
     assert re.fullmatch(r"role 'billing' may not GET /api/v1/channels", response.json["error"])
+
+
+# ---------------------------------------------------------------------------------- concurrent logins, text
+
+
+def _login_body(username: str, password: str) -> bytes:
+    return jsonlib.dumps({"username": username, "password": password}).encode()
+
+
+def _counting_verify(monkeypatch, before=None) -> list[str]:
+    """Count the passwords the login checks (hashes), calling ``before()`` first in the worker thread."""
+    checked: list[str] = []
+    real = api_auth.verify_password
+
+    def verify(stored, password):
+        checked.append(password)
+        if before is not None:
+            before()
+        return real(stored, password)
+
+    monkeypatch.setattr(api_auth, "verify_password", verify)
+    return checked
+
+
+def test_parallel_logins_get_no_more_tries_than_sequential_ones(site, monkeypatch):
+    """30 wrong passwords and the right one sent at once: 5 are checked (401), the rest 429; no session."""
+    _add_user(site, "ivanov", "crew")
+    checked = _counting_verify(monkeypatch)
+    bodies = [_login_body("ivanov", f"wrong password {n}") for n in range(30)] + [_login_body("ivanov", PASSWORD)]
+
+    async def all_at_once():
+        return await asyncio.gather(*(_http(site.app, "POST", "/api/v1/login", {}, body) for body in bodies))
+
+    replies = site.loop.run_until_complete(all_at_once())
+    statuses = [reply.status for reply in replies]
+    assert statuses.count(401) == 5 and statuses.count(429) == 26 and 200 not in statuses, statuses
+    assert len(checked) == 5
+    for reply in replies:
+        if reply.status == 429:
+            assert int(reply.headers["retry-after"]) >= 1 and "try again in" in reply.json["error"]
+    assert site.runtime.store.sessions("ivanov") == []
+    assert site.app.ctx.login_throttle.in_flight("ivanov") == 0
+    # Locked out now, as after five failures one by one.
+    response = site.login("ivanov")
+    assert response.status == 429 and response.headers["retry-after"] == "300"
+
+
+def test_parallel_right_logins_all_succeed(site):
+    """Attempts at once are only held back while they could add up to a lockout: good ones all pass."""
+    _add_user(site, "ivanov", "crew")
+
+    async def all_at_once():
+        return await asyncio.gather(*(_http(site.app, "POST", "/api/v1/login", {}, _login_body("ivanov", PASSWORD))
+                                      for _ in range(4)))
+
+    assert [reply.status for reply in site.loop.run_until_complete(all_at_once())] == [200] * 4
+    assert site.app.ctx.login_throttle.in_flight("ivanov") == 0
+
+
+def test_a_lockout_that_begins_while_a_login_waits_for_a_slot_holds(site, monkeypatch):
+    """The lockout is checked again once the attempt has its KDF slot: a locked name is not hashed."""
+    _add_user(site, "ivanov", "crew")
+    checked = _counting_verify(monkeypatch)
+    throttle = site.app.ctx.login_throttle
+    slots = site.app.ctx.kdf_slots
+
+    async def scenario():
+        for _ in range(api_auth.KDF_SLOTS):
+            await slots.acquire()
+        task = asyncio.ensure_future(_http(site.app, "POST", "/api/v1/login", {}, _login_body("ivanov", PASSWORD)))
+        while throttle.in_flight("ivanov") == 0:
+            await asyncio.sleep(0)
+        for _ in range(throttle.max_failures):  # failures counted meanwhile (another worker, say)
+            throttle.failed("ivanov")
+        for _ in range(api_auth.KDF_SLOTS):
+            slots.release()
+        return await task
+
+    reply = site.loop.run_until_complete(asyncio.wait_for(scenario(), 5))
+    assert reply.status == 429 and reply.headers["retry-after"] == "300"
+    assert checked == [] and throttle.in_flight("ivanov") == 0
+
+
+def test_no_session_while_locked_out(site, monkeypatch):
+    """A right password whose name was locked out while it was being checked opens no session."""
+    _add_user(site, "ivanov", "crew")
+    throttle = site.app.ctx.login_throttle
+    _counting_verify(monkeypatch, before=lambda: [throttle.failed("ivanov") for _ in range(throttle.max_failures)])
+    response = site.login("ivanov")
+    assert response.status == 429 and "try again in 300 s" in response.json["error"]
+    assert site.runtime.store.sessions("ivanov") == [] and throttle.in_flight("ivanov") == 0
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_login_text_that_is_not_utf8_is_400(site, field, monkeypatch):
+    """A lone surrogate (valid JSON, not UTF-8) in the name or password is a 400 naming the field, not a 500."""
+    _add_user(site, "ivanov", "crew")
+    checked = _counting_verify(monkeypatch)
+    fields = {"username": '"ivanov"', "password": '"x"'}
+    fields[field] = '"ab\\ud800cd"'
+    body = ('{"username": %(username)s, "password": %(password)s}' % fields).encode()
+    for _ in range(10):
+        response = site.call("POST", "/api/v1/login", body=body)
+        assert response.status == 400, response.body
+        assert response.json["error"] == f"{field!r} is not valid UTF-8 text: it holds the unpaired surrogate '\\ud800'"
+    # Never checked, so never a guess: no lockout follows.
+    assert checked == [] and site.login("ivanov").status == 200
+
+
+# ------------------------------------------------------------------------------------- WebSocket origin
+
+
+ORIGINS = [
+    (None, 101),                        # not a browser
+    ("http://localhost", 101),          # this server (Host: localhost, port 80)
+    ("http://LOCALHOST:80", 101),
+    ("http://evil.example", 403),
+    ("http://localhost:8080", 403),     # another port is another origin
+    ("https://localhost.evil.example", 403),
+    ("null", 403),
+]
+
+
+@pytest.mark.parametrize(("origin", "status"), ORIGINS)
+def test_cookie_websocket_from_another_origin_is_403(site, origin, status):
+    """A WebSocket handshake carried by the session cookie alone must come from a page of this server."""
+    _add_user(site, "ivanov", "crew")
+    session = site.login("ivanov").json["token"]
+    headers = {"Cookie": f"{api_auth.COOKIE}={session}"} | ({"Origin": origin} if origin else {})
+    sent = site.websocket("/api/v1/live", "", headers)
+    assert _ws_status(sent) == status
+    if status == 403:
+        assert _ws_body(sent)["error"].startswith("cross-origin WebSocket refused")
+
+
+def test_token_websockets_are_not_bound_to_an_origin(site):
+    """A token in the header or the query is no ambient credential: any page that holds one may connect."""
+    viewer = site.tokens["viewer"]
+    for query, headers in (("", {"Authorization": f"Bearer {viewer}"}), (f"token={viewer}", {})):
+        sent = site.websocket("/api/v1/live", query, headers | {"Origin": "http://hmi.example:3000"})
+        assert _ws_status(sent) == 101

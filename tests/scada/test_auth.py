@@ -141,6 +141,38 @@ def test_throttle_window_slides_and_success_resets():
         assert not throttle.failed("ivan")
 
 
+def test_throttle_counts_attempts_in_flight():
+    """Attempts being checked count as failures to be: no more begin at once than could lock the name."""
+    clock = Ticker()
+    throttle = auth.LoginThrottle(clock)
+    throttle.failed("ivan")
+    for _ in range(4):
+        assert throttle.begin("ivan") == 0
+    assert throttle.in_flight("ivan") == 4
+    assert throttle.begin("ivan") == auth.IN_FLIGHT_RETRY  # 1 failure + 4 in flight could lock it
+    assert throttle.begin("petr") == 0  # per name
+    throttle.end("ivan", None)  # undecided (the store was down): counts neither way
+    assert throttle.begin("ivan") == 0
+    for _ in range(3):
+        throttle.end("ivan", False)
+    assert throttle.retry_after("ivan") == 0 and throttle.in_flight("ivan") == 1
+    throttle.end("ivan", False)  # the fifth failure
+    assert throttle.retry_after("ivan") == 300 and throttle.in_flight("ivan") == 0
+    assert throttle.begin("ivan") == 300  # locked: the lockout's own wait
+
+
+def test_throttle_success_in_flight_forgets_failures():
+    clock = Ticker()
+    throttle = auth.LoginThrottle(clock)
+    for _ in range(4):
+        throttle.failed("ivan")
+    assert throttle.begin("ivan") == 0 and throttle.begin("ivan") == auth.IN_FLIGHT_RETRY
+    throttle.end("ivan", True)
+    assert throttle.in_flight("ivan") == 0 and not throttle._in_flight
+    for _ in range(5):
+        assert throttle.begin("ivan") == 0
+
+
 def test_throttle_memory_is_bounded():
     """A spray of fresh names keeps at most max_names entries."""
     clock = Ticker()
