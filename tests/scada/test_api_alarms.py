@@ -28,6 +28,7 @@ from scada.config import load_config
 from tags.model import Sample
 from tags.quality import Quality
 from tags.timefmt import iso_utc, parse_iso
+from tests.scada.asgi import Reply, http
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
 TAG = "m1.flow_m3h"
@@ -51,44 +52,6 @@ SITE = textwrap.dedent("""\
 
 
 @dataclass
-class Reply:
-    """An HTTP answer as the ASGI app sent it."""
-
-    status: int
-    headers: dict[str, str]
-    content: bytes
-
-    @property
-    def json(self):
-        return jsonlib.loads(self.content)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-
-async def _http(app, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-    """One request straight through the app's ASGI interface (started once by the test client)."""
-    path, _, query = path.partition("?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"localhost")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
-    sent: list[dict] = []
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    return Reply(start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]},
-                 b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
-
-
-@dataclass
 class Site:
     runtime: Runtime
     app: object
@@ -107,7 +70,7 @@ class Site:
             body = jsonlib.dumps(body)
         if isinstance(body, str):
             body = body.encode()
-        return self.loop.run_until_complete(_http(self.app, method, path, headers, body or b""))
+        return self.loop.run_until_complete(http(self.app, method, path, headers, body or b""))
 
     def get(self, path: str, **kwargs):
         return self.call("GET", path, **kwargs)

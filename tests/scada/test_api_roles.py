@@ -23,6 +23,7 @@ from scada.api import auth as api_auth
 from scada.app import Runtime
 from scada.config import load_config
 from tags.timefmt import iso_utc, parse_iso
+from tests.scada.asgi import Reply, http, scope
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
 FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
@@ -73,27 +74,6 @@ def contract(method: str, path: str):
 
 
 @dataclass
-class Reply:
-    """An HTTP answer as the ASGI app sent it."""
-
-    status: int
-    raw_headers: list[tuple[str, str]]
-    body: bytes
-
-    @property
-    def json(self):
-        return jsonlib.loads(self.body) if self.body else None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The headers by lower-case name (the last one of a name wins)."""
-        return dict(self.raw_headers)
-
-    def header_list(self, name: str) -> list[str]:
-        return [value for key, value in self.raw_headers if key == name]
-
-
-@dataclass
 class Site:
     runtime: Runtime
     app: object
@@ -114,7 +94,7 @@ class Site:
             headers["Cookie"] = f"{api_auth.COOKIE}={cookie}"
         if body is not None and not isinstance(body, bytes):
             body = (body if isinstance(body, str) else jsonlib.dumps(body)).encode()
-        return self.loop.run_until_complete(_http(self.app, method, path, headers, body or b""))
+        return self.loop.run_until_complete(http(self.app, method, path, headers, body or b""))
 
     def login(self, username: str, password: str = PASSWORD) -> Reply:
         return self.call("POST", "/api/v1/login", body={"username": username, "password": password})
@@ -122,30 +102,6 @@ class Site:
     def websocket(self, path: str, query: str = "", headers=None) -> list[dict]:
         """Open a WebSocket through the ASGI app; return what the app sent (an HTTP answer if refused)."""
         return self.loop.run_until_complete(asyncio.wait_for(_ws(self.app, path, query, headers or {}), 5))
-
-
-def _scope(kind: str, method: str, path: str, headers: dict) -> dict:
-    path, _, query = path.partition("?")
-    return {"type": kind, "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-            "scheme": "ws" if kind == "websocket" else "http", "path": path, "raw_path": path.encode(),
-            "query_string": query.encode(), "root_path": "",
-            "headers": [(b"host", b"localhost")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080), "subprotocols": []}
-
-
-async def _http(app, method: str, path: str, headers: dict, body: bytes) -> Reply:
-    sent: list[dict] = []
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    await app(_scope("http", method, path, headers), receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    return Reply(start["status"], [(k.decode().lower(), v.decode()) for k, v in start["headers"]],
-                 b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
 
 
 async def _ws(app, path: str, query: str, headers: dict) -> list[dict]:
@@ -161,7 +117,7 @@ async def _ws(app, path: str, query: str, headers: dict) -> list[dict]:
         if message["type"] == "websocket.send":
             inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
 
-    await app(_scope("websocket", "GET", path + ("?" + query if query else ""), headers), receive, send)
+    await app(scope("websocket", "GET", path + ("?" + query if query else ""), headers), receive, send)
     return sent
 
 
@@ -635,7 +591,7 @@ def test_parallel_logins_get_no_more_tries_than_sequential_ones(site, monkeypatc
     bodies = [_login_body("ivanov", f"wrong password {n}") for n in range(30)] + [_login_body("ivanov", PASSWORD)]
 
     async def all_at_once():
-        return await asyncio.gather(*(_http(site.app, "POST", "/api/v1/login", {}, body) for body in bodies))
+        return await asyncio.gather(*(http(site.app, "POST", "/api/v1/login", {}, body) for body in bodies))
 
     replies = site.loop.run_until_complete(all_at_once())
     statuses = [reply.status for reply in replies]
@@ -656,7 +612,7 @@ def test_parallel_right_logins_all_succeed(site):
     _add_user(site, "ivanov", "crew")
 
     async def all_at_once():
-        return await asyncio.gather(*(_http(site.app, "POST", "/api/v1/login", {}, _login_body("ivanov", PASSWORD))
+        return await asyncio.gather(*(http(site.app, "POST", "/api/v1/login", {}, _login_body("ivanov", PASSWORD))
                                       for _ in range(4)))
 
     assert [reply.status for reply in site.loop.run_until_complete(all_at_once())] == [200] * 4
@@ -673,7 +629,7 @@ def test_a_lockout_that_begins_while_a_login_waits_for_a_slot_holds(site, monkey
     async def scenario():
         for _ in range(api_auth.KDF_SLOTS):
             await slots.acquire()
-        task = asyncio.ensure_future(_http(site.app, "POST", "/api/v1/login", {}, _login_body("ivanov", PASSWORD)))
+        task = asyncio.ensure_future(http(site.app, "POST", "/api/v1/login", {}, _login_body("ivanov", PASSWORD)))
         while throttle.in_flight("ivanov") == 0:
             await asyncio.sleep(0)
         for _ in range(throttle.max_failures):  # failures counted meanwhile (another worker, say)

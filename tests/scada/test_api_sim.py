@@ -22,6 +22,7 @@ from scada.api import build_app
 from scada.app import Runtime
 from scada.config import load_config
 from tags.timefmt import parse_iso
+from tests.scada.asgi import Reply, http
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
 HOLDING = 3
@@ -42,30 +43,6 @@ SITE = textwrap.dedent("""\
 
 
 @dataclass
-class Reply:
-    status: int
-    json: dict
-
-
-async def _http(app, method: str, path: str, body: bytes) -> Reply:
-    """One request straight through the app's ASGI interface (started once by the test client)."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
-    sent: list[dict] = []
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    await app(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    return Reply(status, jsonlib.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")))
-
-
-@dataclass
 class Site:
     runtime: Runtime
     app: object
@@ -77,7 +54,7 @@ class Site:
             body = jsonlib.dumps(body)
         if isinstance(body, str):
             body = body.encode()
-        return self.loop.run_until_complete(_http(self.app, method, path, body or b""))
+        return self.loop.run_until_complete(http(self.app, method, path, body=body or b""))
 
     def post(self, name: str, body) -> Reply:
         return self.call("POST", f"/api/v1/sim/devices/{name}", body)
