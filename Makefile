@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test test-unit bench install check clean system-deps
+.PHONY: run test test-unit bench install check clean system-deps demo-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,21 +20,32 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 ## Start the demo site: simulated meters on ptys, SQLite history, API on :8080.
-run: install
+run: install demo-deps
 	$(VENV)/bin/scada run -c $(CONFIG)
 
-## System packages the integration tests need: influxd (Debian's influxdb,
-## 1.x) for the InfluxDB historian tests.  The package's postinst may start
-## a system service; the tests run their own server on free ports anyway.
-system-deps:
-	@command -v influxd >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=; fi; \
-	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y influxdb; }
+## The demo's LoRaWAN meters publish through their own mosquitto when it is
+## installed; without it (no root, no network) they use the HTTP integration.
+demo-deps:
+	@{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; else SUDO=; fi; \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; } \
+	  || echo "mosquitto could not be installed: the demo's LoRaWAN meters will use the HTTP integration"; }
 
-## Install what the tests need and run the whole suite (influxd is required,
-## not skipped).
+## System packages the integration tests need: influxd (Debian's influxdb,
+## 1.x) for the InfluxDB historian tests and mosquitto for the LoRaWAN MQTT
+## tests.  The packages' postinst may start system services; the tests run
+## their own servers on free ports anyway.
+system-deps:
+	@missing=; command -v influxd >/dev/null || missing="$$missing influxdb"; \
+	  { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=; fi; \
+	    $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
+
+## Install what the tests need and run the whole suite (influxd and
+## mosquitto are required, not skipped).
 test: install system-deps
-	SCADA_REQUIRE_INFLUXD=1 $(VENV)/bin/pytest -q
+	SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 $(VENV)/bin/pytest -q
 
 test-unit: install
 	$(VENV)/bin/pytest -q -m "not integration"

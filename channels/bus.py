@@ -26,6 +26,8 @@ from collections import deque
 from enum import Enum
 from typing import Callable, Protocol, Sequence
 
+from channels.transports.base import OUTSIDE_WINDOW
+
 log = logging.getLogger(__name__)
 
 #: Clock jitter below which a deadline counts as reached (float rounding of
@@ -147,6 +149,14 @@ class BusScheduler:
         self._char_time = char_time
         self._window = stats_window
         self._link = None
+        #: The link's ``on_outcome(name)``, if it has one: a dial-in modem
+        #: counts poll timeouts to find a half-open socket.
+        self._outcome_hook = None
+        #: The link is closed on purpose until its next connection window:
+        #: polls wait (the devices keep their last values) instead of failing.
+        self.sleeping = False
+        #: How the poll in progress went for the hook: None, "ok" or "timeout".
+        self._poll_outcome = None
         self._link_down_reason = "not started"
         self._heap: list[tuple[float, int, Poller]] = []
         self._seq = 0
@@ -234,8 +244,14 @@ class BusScheduler:
     def link_up(self, link) -> None:
         """Start writing requests to ``link``."""
         self._link = link
+        self._outcome_hook = getattr(link, "on_outcome", None)
         self._buf.clear()
         log.info("bus %s: link up (%s)", self.name, getattr(link, "endpoint", link))
+        if self.sleeping:
+            # A connection window opened: polls that fell due meanwhile run now.
+            self.sleeping = False
+            if self._running and self._current is None and self._grace is None:
+                self._advance()
         if self._grace is not None:
             if self._grace.active():
                 self._grace.cancel()
@@ -248,6 +264,7 @@ class BusScheduler:
         was_up = self._link is not None
         self._link = None
         self._link_down_reason = reason
+        self.sleeping = reason == OUTSIDE_WINDOW
         if was_up:
             log.warning("bus %s: link down: %s", self.name, reason)
         gap_cancelled = False
@@ -325,6 +342,9 @@ class BusScheduler:
             poller = self._current
             now = self._reactor.seconds()
             if poller is None:
+                if self.sleeping:
+                    # Until the window opens; link_up resumes the loop.
+                    return
                 if not self._heap or self._heap[0][0] > now:
                     self._schedule_wake()
                     return
@@ -332,6 +352,7 @@ class BusScheduler:
                 self._current = poller
                 self._queue = poller.begin_poll(now)
                 self._index = 0
+                self._poll_outcome = None
                 continue
             if self._index < len(self._queue):
                 tx = self._queue[self._index]
@@ -343,6 +364,13 @@ class BusScheduler:
                 self._index += 1
                 continue
             poller.poll_done(now)
+            hook = self._outcome_hook
+            if hook is not None and self._poll_outcome is not None:
+                # Once per poll: a poll that got any answer is "ok", one whose
+                # every transaction timed out is one "timeout".  Later, not
+                # now: the hook may close the link, and link_down must not
+                # meet this loop half way.
+                self._reactor.callLater(0, hook, self._poll_outcome)
             self._current = None
             self._queue = ()
             # Keep the phase of the period; skip rounds the bus was too busy for.
@@ -453,6 +481,10 @@ class BusScheduler:
 
     def _conclude(self, tx: Transaction, outcome: Outcome, frame) -> None:
         self._tx = None
+        if outcome is Outcome.TIMEOUT:
+            self._poll_outcome = self._poll_outcome or "timeout"
+        elif outcome is not Outcome.LINK_DOWN:
+            self._poll_outcome = "ok"
         now = self._reactor.seconds()
         self._current.transaction_done(tx, outcome, frame, now)
         self._index += 1
@@ -492,6 +524,7 @@ class BusScheduler:
         """Return the scheduler's state and statistics."""
         return {
             "link_up": self._link is not None,
+            "sleeping": self.sleeping,
             "link_down_reason": "" if self._link is not None else self._link_down_reason,
             "transactions": self.transactions,
             "stray_bytes": self.stray_bytes,

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from scada.remote import ServiceSet
 from tags.table import TagTable
 
 log = logging.getLogger(__name__)
@@ -80,24 +81,39 @@ class Runtime:
                 tcp_over = self.field.start_tcp()
         self.channels = []
         self.historian = None
+        from scada.remote import build_modem_server
+
+        #: The TCP server GPRS modems dial in to (None without ``modem_server:``).
+        self.modem_server = build_modem_server(cfg, reactor)
+        tz = ZoneInfo(cfg.site.timezone)
         from scada.archives import DEFAULT_PATH, FileArchiveBook
 
         #: The newest meter archive record stored, per device and archive (survives restarts).
         self.archive_book = FileArchiveBook(base / DEFAULT_PATH)
+        from scada.remote import build_other_channel, modem_link_factory
+
         for ch in cfg.channels:
-            serial = serial_over.get(ch.name) if ch.type in ("modbus-rtu", "mbus") else None
-            tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
-            if ch.type == "mbus":
+            if ch.type not in ("modbus-rtu", "modbus-tcp", "mbus"):
+                channel = build_other_channel(self, ch)
+            elif ch.type == "mbus":
                 channel = MBusChannel(reactor, ch, cfg.profiles, self.tags.update_many, self._write_history,
-                                      self._define_tag, ZoneInfo(cfg.site.timezone), serial_override=serial,
-                                      archive_book=self.archive_book)
+                                      self._define_tag, tz, serial_override=serial_over.get(ch.name),
+                                      archive_book=self.archive_book,
+                                      link_factory=modem_link_factory(self.modem_server, ch))
             else:
+                serial = serial_over.get(ch.name) if ch.type == "modbus-rtu" else None
+                tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
                 channel = ModbusChannel(reactor, ch, cfg.profiles, self.tags.update_many,
                                         serial_override=serial, tcp_override=tcp, on_history=self._write_history,
-                                        archive_book=self.archive_book, tz=ZoneInfo(cfg.site.timezone))
+                                        archive_book=self.archive_book, tz=tz,
+                                        link_factory=modem_link_factory(self.modem_server, ch))
             for tagdef in channel.tagdefs:
                 self.tags.define(tagdef)
             self.channels.append(channel)
+        from scada.remote import build_uplink_hub
+
+        #: Routes LoRaWAN/NB-IoT uplinks (HTTP, MQTT, UDP) to their channels; None without such channels.
+        self.uplinks = build_uplink_hub(self)
         self.historian = build_historian(cfg.history, reactor, base)
         self.tags.define(BACKLOG_TAG)
         self.backlog_alarm = False
@@ -107,6 +123,12 @@ class Runtime:
         self._backlog_loop.clock = reactor
         self.writer = HistoryWriter(self.tags, self.historian, reactor)
         self.alarms, self.notifier = self._build_alarms(cfg, reactor)
+        from scada.manual import build_manual
+
+        #: Hand readings: checked, stored in the operational store, written with quality ``manual``.
+        self.manual = build_manual(self)
+        #: What the runtime starts besides channels: the modem server, MQTT, UDP listeners, simulated uplinks.
+        self.services = ServiceSet()
         self._running = False
 
     def _build_alarms(self, cfg, reactor):
@@ -171,6 +193,10 @@ class Runtime:
         # Before polling: the first answers are already evaluated.
         self.alarms.start()
         self._backlog_loop.start(self.cfg.history.flush_interval, now=True)
+        from scada.remote import start_services
+
+        # Before the channels: a modem may dial in as soon as the port is open.
+        start_services(self)
         for channel in self.channels:
             channel.log_plan()
             channel.start()
@@ -196,6 +222,7 @@ class Runtime:
 
         for channel in self.channels:
             attempt(f"channel {channel.name}", channel.stop)
+        attempt("services", self.services.stop)
         if self._backlog_loop.running:
             self._backlog_loop.stop()
         attempt("notifications", self.notifier.stop)

@@ -12,13 +12,13 @@ Roles (who does what on a metering site):
     wall screens: reads tags, history, devices, channels, alarms.
 ``operator``
     dispatcher: what a viewer does, plus acknowledging, shelving and
-    commenting alarms.
+    commenting alarms, and entering manual (hand-read) meter readings.
 ``crew``
     maintenance crew, often on a phone: reads, acknowledges, shelves and
     comments alarms.
 ``engineer``
     configuration and commissioning: what an operator does, plus taking
-    alarms out of service, simulator control and manual readings.
+    alarms out of service and simulator control.
 ``billing``
     a billing system or its people: reads tags, history and devices; no
     alarms.
@@ -44,7 +44,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 #: Every role, from the least to the most powerful.
-ROLES = ("viewer", "operator", "crew", "engineer", "billing", "admin")
+ROLES = ("viewer", "operator", "crew", "engineer", "billing", "integration", "admin")
 
 # Named role sets for the API's ``@roles(...)`` declarations.  They are
 # tuples so that both ``@roles(READ)`` and ``@roles(*READ)`` work.  ``admin``
@@ -53,13 +53,17 @@ ROLES = ("viewer", "operator", "crew", "engineer", "billing", "admin")
 #: Anyone who may log in at all (``/me``, ``/logout``).
 ANYONE = ROLES
 #: Metering data: tags, history, devices, archive gaps.  Billing reads these.
-DATA = ROLES
+DATA = ("viewer", "operator", "crew", "engineer", "billing", "admin")
 #: Operations views: alarms and their journal, the live feed, channel statistics.  Not billing.
 READ = ("viewer", "operator", "crew", "engineer", "admin")
 #: Alarm actions: acknowledge, shelve, unshelve, comment.
 ACT = ("operator", "crew", "engineer", "admin")
-#: Engineering: out of service, simulator control, manual readings.
+#: Engineering: out of service, simulator control.
 ENGINEERING = ("engineer", "admin")
+#: Entering hand-read meter values: dispatchers take them by phone, engineers on site.
+MANUAL = ("operator", "engineer", "admin")
+#: Machines that push meter readings: a ChirpStack HTTP integration, NB-IoT platforms.  Nothing else.
+INTEGRATION = ("integration", "admin")
 #: Administration only.
 ADMIN = ("admin",)
 #: No credentials needed (``/health``, ``/login``).  Never combined with roles.

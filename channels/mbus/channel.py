@@ -21,6 +21,7 @@ from channels.mbus import link
 from channels.mbus.driver import MBusDevice, Timing
 from channels.mbus.mapping import RecordMapper, RecordRule
 from channels.transports.serial import SerialLink
+from channels.transports.base import window_options
 from channels.transports.tcp import TcpLink
 from tags.model import Sample, TagDef
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Network round trip allowed on top of the serial timing for TCP gateways.
 TCP_ALLOWANCE_S = 0.2
+#: Round trip allowed behind a GPRS modem (see the Modbus channel).
+MODEM_ALLOWANCE_S = 1.5
 #: Quiet time between two frames on the bus, in bit times (EN 13757-2 asks
 #: for at least 11; three characters leave slow level converters room).
 INTER_FRAME_BITS = 33
@@ -52,17 +55,19 @@ class MBusChannel(PolledChannel):
     def __init__(self, reactor, cfg, profiles: Mapping, on_samples: Callable[[list[Sample]], None],
                  on_history: Callable[[list[Sample]], None], on_define: Callable[[TagDef], None], tz: tzinfo,
                  serial_override: str | None = None, tcp_override: tuple[str, int] | None = None, *,
-                 archive_book: ArchiveBook | None = None) -> None:
+                 archive_book: ArchiveBook | None = None,
+                 link_factory: Callable[[BusScheduler], object] | None = None) -> None:
+        """Build the meters; ``link_factory(scheduler)`` builds the link of a dial-in modem."""
         self._reactor = reactor
         self.archive_book = archive_book if archive_book is not None else MemoryArchiveBook()
         self.cfg = cfg
         self.name = cfg.name
         t = cfg.transport
         baud = t.baudrate
-        serial = serial_override or (None if tcp_override else t.serial)
+        serial = None if link_factory else serial_override or (None if tcp_override else t.serial)
         self.scheduler = BusScheduler(reactor, cfg.name, silent_interval=INTER_FRAME_BITS / baud if serial else 0.0,
                                       retries=cfg.retries, char_time=link.char_time(baud))
-        timing = Timing(baud, cfg.timeout + (0.0 if serial else TCP_ALLOWANCE_S))
+        timing = Timing(baud, cfg.timeout + (0.0 if serial else MODEM_ALLOWANCE_S if link_factory else TCP_ALLOWANCE_S))
         self.devices: list[MBusDevice] = []
         self.tagdefs: list[TagDef] = []
         for dev in cfg.devices:
@@ -82,13 +87,15 @@ class MBusChannel(PolledChannel):
                                        "3 permanent error, 4 temporary error)"))
             for r in profile.records if profile is not None else ():
                 self.tagdefs.append(TagDef(f"{dev.name}.{r.name}", r.unit, r.deadband, dev.name, r.description))
-        if serial:
+        if link_factory is not None:
+            self.link = link_factory(self.scheduler)
+        elif serial:
             # Ptys take no parity (see ModbusChannel); timing follows the line anyway.
             self.link = SerialLink(reactor, self.scheduler, serial, baud, "N" if serial_override else t.parity,
                                    t.stopbits)
         else:
             host, port = tcp_override or (t.tcp_host, t.tcp_port)
-            self.link = TcpLink(reactor, self.scheduler, host, port)
+            self.link = TcpLink(reactor, self.scheduler, host, port, **window_options(t, tz))
 
     def log_plan(self) -> None:
         """Log the meters and how they are addressed."""

@@ -24,6 +24,7 @@ from channels.modbus.archive import archive_plans
 from channels.modbus.driver import ModbusDevice, point_specs
 from channels.modbus.points import ReadBlock, plan_reads
 from channels.transports.serial import SerialLink
+from channels.transports.base import window_options
 from channels.transports.tcp import TcpLink
 from tags.model import Sample, TagDef
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: Network round trip allowed on top of the serial timing for TCP links.
 TCP_ALLOWANCE_S = 0.2
+#: Round trip allowed on top of the serial timing behind a GPRS modem (a
+#: cellular data path takes hundreds of milliseconds, at times over a second).
+MODEM_ALLOWANCE_S = 1.5
 
 
 class ModbusChannel(PolledChannel):
@@ -39,15 +43,21 @@ class ModbusChannel(PolledChannel):
     def __init__(self, reactor, cfg, profiles: Mapping, on_samples: Callable[[list[Sample]], None],
                  serial_override: str | None = None, tcp_override: tuple[str, int] | None = None, *,
                  on_history: Callable[[list[Sample]], None] | None = None,
-                 archive_book: ArchiveBook | None = None, tz=None) -> None:
-        """Build the devices; ``on_history`` takes back-filled archive records, ``tz`` is the site's zone."""
+                 archive_book: ArchiveBook | None = None, tz=None,
+                 link_factory: Callable[[BusScheduler], object] | None = None) -> None:
+        """Build the devices; ``on_history`` takes back-filled archive records, ``tz`` is the site's zone.
+
+        ``link_factory(scheduler)``, when given, builds the link instead of
+        the transport's serial port or TCP client: a dial-in modem's link
+        from the modem server.
+        """
         self._reactor = reactor
         self.cfg = cfg
         self.name = cfg.name
         self.type = cfg.type
         t = cfg.transport
         baud, parity, stopbits = t.baudrate, t.parity, t.stopbits
-        serial = serial_override or (None if tcp_override else t.serial)
+        serial = None if link_factory else serial_override or (None if tcp_override else t.serial)
         if cfg.type == "modbus-tcp":
             framing, silent, char_t = "mbap", 0.0, 0.0
         elif serial:
@@ -60,7 +70,7 @@ class ModbusChannel(PolledChannel):
         self.framing = framing
         self.scheduler = BusScheduler(reactor, cfg.name, silent_interval=silent, retries=cfg.retries,
                                       char_time=char_t)
-        allowance = cfg.timeout + (0.0 if serial else TCP_ALLOWANCE_S)
+        allowance = cfg.timeout + (0.0 if serial else MODEM_ALLOWANCE_S if link_factory else TCP_ALLOWANCE_S)
 
         def timeout_for(block: ReadBlock) -> float:
             # Writes (the archive record index) are answered by an 8-byte echo.
@@ -92,7 +102,9 @@ class ModbusChannel(PolledChannel):
             for point in profile.points:
                 self.tagdefs.append(TagDef(f"{dev.name}.{point.name}", point.unit, point.deadband, dev.name,
                                            getattr(point, "description", "")))
-        if serial:
+        if link_factory is not None:
+            self.link = link_factory(self.scheduler)
+        elif serial:
             rs = t.rs485
             # A pty has no line settings, and Linux refuses to reopen one with
             # parity set (EINVAL): the simulator's ptys are opened 8N1 while
@@ -104,7 +116,7 @@ class ModbusChannel(PolledChannel):
                 delay_before_tx=getattr(rs, "delay_before_tx", None), delay_before_rx=getattr(rs, "delay_before_rx", None))
         else:
             host, port = tcp_override or (t.tcp_host, t.tcp_port)
-            self.link = TcpLink(reactor, self.scheduler, host, port)
+            self.link = TcpLink(reactor, self.scheduler, host, port, **window_options(t, tz))
 
     def log_plan(self) -> None:
         """Log the request plan of every device (what will go on the wire)."""

@@ -43,6 +43,8 @@ TCP = "modbus-tcp"
 MBUS = "mbus"
 #: Channel types served on a pty by default (a serial line).
 SERIAL_TYPES = (RTU, MBUS)
+#: Channel types whose meters send uplinks (see :meth:`SimulatedField.uplink_values`).
+UPLINK = ("lorawan", "nbiot")
 #: Values a simulated M-Bus meter puts in its telegram, by kind (see
 #: :meth:`channels.sim.mbus.SimMBusMeter.telegrams`); these can be overridden.
 MBUS_POINTS = {
@@ -199,7 +201,12 @@ class SimulatedField:
         self.channels: dict[str, SimChannel] = {}
         #: Every simulated device by its (site-unique) name.
         self.devices: dict[str, SimDevice] = {}
+        #: LoRaWAN/NB-IoT meters: name -> (config, {decoder point: (model, model value name)}).
+        self.uplink_devices: dict[str, tuple[Any, dict[str, tuple[BaseModel, str]]]] = {}
+        #: Channels behind a dial-in modem: name -> the channel's config.
+        self.modem_channels: dict[str, Any] = {}
         self._ptys: list[tuple[PtyTransport, int]] = []
+        self._modems: list[Any] = []
         self._ports: list[Any] = []
         self._factories: list[SimFactory] = []
         self._build(cfg)
@@ -211,6 +218,13 @@ class SimulatedField:
         pending: list[tuple[SimChannel, Any, list[PointSpec], str, dict[str, Any]]] = []
         channel_of: dict[str, str] = {}
         for channel_cfg in getattr(cfg, "channels", None) or ():
+            transport = getattr(channel_cfg, "transport", None)
+            modem = transport.get("modem") if isinstance(transport, Mapping) else getattr(transport, "modem", None)
+            if modem is not None:
+                self.modem_channels[channel_cfg.name] = channel_cfg
+            if channel_cfg.type in UPLINK:
+                self._build_uplinks(channel_cfg)
+                continue
             if channel_cfg.type == MBUS:
                 self._build_mbus(channel_cfg, profiles)
                 continue
@@ -288,6 +302,64 @@ class SimulatedField:
             channel.devices[index] = meter
             self.devices[device.name] = meter
 
+    def _build_uplinks(self, channel_cfg: Any) -> None:
+        """Build the models of a LoRaWAN/NB-IoT channel's meters.
+
+        A meter's ``sim`` is either one model (``model``, ``kind``… as for a
+        Modbus meter), whose values fill the decoder's points of the same
+        name, or ``inputs``: a model per decoder point (a pulse counter with
+        several inputs), each ``{model, kind, sum_of, losses…}``; a
+        ``building_water`` input sums the ``volume_m3`` of the channel's
+        meters that ``sum_of`` matches.  Meters without ``sim`` send nothing.
+        """
+        singles: dict[str, BaseModel] = {}
+        pending = []
+        for device in channel_cfg.devices:
+            if device.name in self.devices or device.name in self.uplink_devices:
+                raise ValueError(f"device name {device.name!r} is used twice")
+            options = _options(getattr(device, "sim", None))
+            if not options:
+                continue
+            pending.append((device, options))
+            if "inputs" not in options:
+                model_name = options.get("model", "water_meter")
+                if model_name not in MODELS + SENSOR_MODELS or model_name in BUILDING_MODELS:
+                    raise ValueError(f"device {device.name!r}: an uplink meter simulates one of "
+                                     f"{', '.join(m for m in MODELS + SENSOR_MODELS if m not in BUILDING_MODELS)}, "
+                                     f"not {model_name!r}")
+                seed = int(options.get("seed", seed_for(device.name)))
+                singles[device.name] = create_model(model_name, seed, self.utc_offset, options, (),
+                                                    "hot" in device.name.lower())
+        for device, options in pending:
+            if "inputs" not in options:
+                self.uplink_devices[device.name] = (device, {"*": (singles[device.name], "*")})
+                continue
+            inputs: dict[str, tuple[BaseModel, str]] = {}
+            for point, spec in dict(options["inputs"]).items():
+                spec = dict(spec)
+                model_name = spec.get("model", "water_meter")
+                seed = int(spec.get("seed", seed_for(f"{device.name}.{point}")))
+                members = []
+                if model_name in BUILDING_MODELS:
+                    pattern = spec.get("sum_of")
+                    if not isinstance(pattern, str):
+                        raise ValueError(f"device {device.name!r}: input {point!r} needs sum_of (a glob)")
+                    members = [m for n, m in sorted(singles.items()) if fnmatch.fnmatchcase(n, pattern)]
+                    if not members:
+                        raise ValueError(f"device {device.name!r}: input {point!r}: sum_of {pattern!r} matches "
+                                         f"no simulated meter of channel {channel_cfg.name!r}")
+                model = create_model(model_name, seed, self.utc_offset, spec, members, spec.get("kind") == "hot")
+                inputs[str(point)] = (model, spec.get("value", "volume_m3"))
+            self.uplink_devices[device.name] = (device, inputs)
+
+    def uplink_values(self, device_name: str, points: Any, t: float) -> dict[str, float]:
+        """Return what a simulated uplink meter measures at ``t``, by its decoder's point names."""
+        _device, models = self.uplink_devices[device_name]
+        if "*" in models:
+            values = models["*"][0].values(t)
+            return {p: float(values[p]) for p in points if p in values}
+        return {p: float(m.values(t)[name]) for p, (m, name) in models.items()}
+
     def _members(self, channel: SimChannel, name: str, options: dict[str, Any],
                  building_names: set[str], channel_of: dict[str, str]) -> list[str]:
         """Return the device names a building meter sums (``sum_of``: glob or list)."""
@@ -323,7 +395,7 @@ class SimulatedField:
         """
         paths: dict[str, str] = {}
         for channel in self.channels.values():
-            if channel.type not in SERIAL_TYPES:
+            if channel.type not in SERIAL_TYPES or channel.name in self.modem_channels:
                 continue
             master, slave = os.openpty()
             try:
@@ -339,6 +411,36 @@ class SimulatedField:
             self._ptys.append((transport, slave))
             paths[channel.name] = os.ttyname(slave)
         return paths
+
+    def start_modems(self, host: str, port: int) -> dict[str, Any]:
+        """Let a simulated GPRS modem dial in to ``host:port`` for every channel behind a modem.
+
+        The channel's ``sim`` settings give what the modem sends:
+        ``register`` (its registration packet, by default the modem ID),
+        ``heartbeat`` (none if empty) every ``heartbeat_every`` seconds
+        (default 30) of silence, and ``prefix`` (the registration packet
+        before every answer).  Return {channel: SimModem}.
+        """
+        from channels.sim.modem import SimModem
+
+        modems: dict[str, Any] = {}
+        for name, channel_cfg in self.modem_channels.items():
+            channel = self.channels[name]
+            transport = channel_cfg.transport
+            modem_id = transport.get("modem") if isinstance(transport, Mapping) else transport.modem
+            options = _options(getattr(channel_cfg, "sim", None))
+            register = str(options.get("register", modem_id)).encode("latin-1")
+            heartbeat = str(options.get("heartbeat", "")).encode("latin-1") or None
+            every = float(options.get("heartbeat_every", 30.0))
+            protocol_class = SimMBusSegment if channel.type == MBUS else SimBus
+            bus = protocol_class(channel.devices, self._reactor, self.latency, self.clock_for_values,
+                                 channel.counters)
+            modem = SimModem(self._reactor, host, port, register, heartbeat, every, bus,
+                             prefix=bool(options.get("prefix", False)), name=name)
+            modem.start()
+            modems[name] = modem
+            self._modems.append(modem)
+        return modems
 
     def start_tcp(self, host: str = "127.0.0.1", base_port: int = 0) -> dict[str, tuple[str, int]]:
         """Listen for each Modbus channel on TCP; return {channel: (host, port)}.
@@ -373,7 +475,9 @@ class SimulatedField:
             factory.disconnect_all()
         self._factories = []
         stopping = [defer.maybeDeferred(port.stopListening) for port in self._ports]
+        stopping += [modem.stop() for modem in self._modems]
         self._ports = []
+        self._modems = []
         return defer.gatherResults(stopping)
 
     # ------------------------------------------------------------- control

@@ -16,6 +16,10 @@ from typing import Protocol
 
 from twisted.internet.protocol import Protocol as TwistedProtocol
 
+#: The reason a link with connection windows gives ``link_down`` when its
+#: window ends: the scheduler then holds polls instead of failing them.
+OUTSIDE_WINDOW = "outside connection window"
+
 
 class LinkSink(Protocol):
     """The receiving side of a link (implemented by the bus scheduler)."""
@@ -111,3 +115,17 @@ def write_now(transport, data: bytes) -> None:
         # Otherwise an error instance: the normal path below meets the same
         # error on its next write attempt and reports the lost connection.
     transport.write(data)
+
+
+def window_options(transport, tz) -> dict:
+    """Return the ``TcpLink`` keyword arguments of a transport's ``connect`` windows (none: ``{}``).
+
+    ``transport`` is a channel's transport settings, read by attribute;
+    ``tz`` is the site's zone, in which the windows' times are local.
+    """
+    connect = getattr(transport, "connect", None)
+    if not connect:
+        return {}
+    from channels.transports.window import parse_window
+
+    return {"window": parse_window(connect), "tz": tz}

@@ -18,7 +18,9 @@ from sanic.response import json
 
 from scada.api import auth as api_auth
 from scada.api.alarms import bp as alarms_blueprint
+from scada.api.integrations import bp as integrations_blueprint
 from scada.api.live import bp as live_blueprint
+from scada.api.readings import bp as readings_blueprint
 from scada.api.sim import bp as sim_blueprint
 from scada.api.v1 import bp as v1_blueprint
 from tags.historian import StoreUnavailable
@@ -41,6 +43,8 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.blueprint(alarms_blueprint)
     app.blueprint(live_blueprint)
     app.blueprint(sim_blueprint)
+    app.blueprint(readings_blueprint)
+    app.blueprint(integrations_blueprint)
 
     async def on_error(request, exception):
         if isinstance(exception, StoreUnavailable):

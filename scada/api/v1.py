@@ -47,17 +47,23 @@ async def health(request):
     degraded = False
     for ch in rt.channels:
         h = ch.health()
-        degraded |= not h["link_up"] or h["devices_comm_loss"] > 0 or h["devices_degraded"] > 0
-        channels[ch.name] = {"link_up": h["link_up"], "tx_per_s": h["tx_per_s"], "devices": h["devices"],
-                             "devices_ok": h["devices_ok"], "devices_degraded": h["devices_degraded"],
-                             "devices_comm_loss": h["devices_comm_loss"], "type": h["type"],
+        # Uplink and hand-read channels have no link of their own and carry no transactions.
+        link_up = h.get("link_up", True)
+        # A link asleep between its connection windows is as planned.
+        degraded |= (not (link_up or h.get("sleeping")) or h.get("devices_comm_loss", 0) > 0
+                     or h.get("devices_degraded", 0) > 0)
+        channels[ch.name] = {"link_up": link_up, "sleeping": h.get("sleeping", False),
+                             "tx_per_s": h.get("tx_per_s", 0.0),
+                             "devices": h.get("devices", len(ch.devices)),
+                             "devices_ok": h.get("devices_ok", 0), "devices_degraded": h.get("devices_degraded", 0),
+                             "devices_comm_loss": h.get("devices_comm_loss", 0), "type": h["type"],
                              # M-Bus has no line termination to report.
                              "termination": h.get("termination", {}).get("port", "not_applicable")}
     history = _history_health(rt.historian)
     degraded |= not history["store_up"] or history["backlog_alarm_active"]
     return json({"status": "ok", "degraded": degraded, "uptime_s": round(rt.uptime(), 3),
                  "site": rt.cfg.site.name, "tags": len(rt.tags), "channels": channels,
-                 "history": history, "alarms": rt.alarms.summary()})
+                 "history": history, "alarms": rt.alarms.summary(), "services": rt.services.health()})
 
 
 def _history_health(historian) -> dict:

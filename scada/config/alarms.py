@@ -431,6 +431,27 @@ class SiteTags:
     status: dict[str, tuple[StatusConfig, ...]] = field(default_factory=dict)
 
 
+def remote_points(device: Any) -> list[str] | None:
+    """Return the point names of a LoRaWAN/NB-IoT/hand-read meter: its decoder's, or its ``points``.
+
+    None if the decoder is unknown or refuses its options (reported on its
+    own); an empty list for an uplink meter whose points come from
+    ChirpStack's decoded ``object`` at run time.
+    """
+    decoder = getattr(device, "decoder", None)
+    if decoder is None:
+        return [p.name for p in getattr(device, "points", None) or ()]
+    from .remote import check_decoder
+
+    try:
+        options = check_decoder(decoder, getattr(device, "decoder_options", None) or {})
+        from channels.lorawan import decoders
+
+        return [p.name for p in decoders.get(decoder).points(options)]
+    except (ValueError, KeyError):
+        return None
+
+
 def site_tags(channels: Iterable[Any], profiles: Mapping[str, Any]) -> SiteTags:
     """Return what rules may refer to on a site of ``channels`` with ``profiles``.
 
@@ -450,6 +471,15 @@ def site_tags(channels: Iterable[Any], profiles: Mapping[str, Any]) -> SiteTags:
                 disabled.add(name)
                 continue
             devices[name] = device
+            if channel.type in ("lorawan", "nbiot", "manual") and not getattr(device, "profile", None):
+                points = remote_points(device)
+                if points is None:
+                    unchecked.add(name)
+                elif not points and channel.type != "manual":
+                    automatic.add(name)
+                for point in points or ():
+                    tags[f"{name}.{point}"] = name
+                continue
             profile = profiles.get(device.profile) if device.profile is not None else None
             if mbus:
                 tags[f"{name}.status"] = name

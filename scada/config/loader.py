@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .notify import NotificationsConfig
+from .remote import ModemServerConfig, MqttConfig
 from .alarms import RULE_MODELS, RULE_TYPES, AlarmSettings, RuleConfig, site_tags
 from .messages import describe_error
 from .model import (
@@ -60,6 +61,8 @@ from .validators import (
     check_profiles_known,
     check_termination,
     check_transport_kind,
+    check_modems,
+    check_unique_ids,
 )
 from .yaml_lines import load_yaml
 
@@ -67,7 +70,7 @@ from .yaml_lines import load_yaml
 BUILTIN_PROFILES_DIR = FsPath(__file__).resolve().parents[2] / "config" / "profiles"
 #: The sections a site file may have (the YAML contract).
 SITE_KEYS = ("site", "history", "api", "store", "simulate", "channels", "profiles", "alarm_settings", "alarms",
-             "notifications")
+             "notifications", "modem_server", "mqtt")
 
 _BOOL = TypeAdapter(bool, config=ConfigDict(strict=True))
 _NAME = TypeAdapter(Name, config=ConfigDict(strict=True))
@@ -159,6 +162,15 @@ class _Run:
         profiles, broken = self._inline_profiles(_or(data.get("profiles"), {}))
         searched = self._file_profiles(devices, profiles, broken)
         self._cross_check(channels, devices, extent, profiles, broken, searched)
+        # `modem_server:` with everything commented out means the defaults.
+        modem_server = mqtt = None
+        if "modem_server" in data:
+            modem_server = self._validate(ModemServerConfig, _or(data["modem_server"], {}), self.file,
+                                          ("modem_server",))
+        if "mqtt" in data:
+            mqtt = self._validate(MqttConfig, _or(data["mqtt"], {}), self.file, ("mqtt",))
+        if "modem_server" not in data or modem_server is not None:
+            self.problems.extend(check_modems(channels, modem_server, self.smap))
         alarm_settings = self._validate(AlarmSettings, _or(data.get("alarm_settings"), {}), self.file,
                                         ("alarm_settings",))
         notifications = self._validate(NotificationsConfig, _or(data.get("notifications"), {}), self.file,
@@ -181,6 +193,8 @@ class _Run:
                 "alarm_settings": alarm_settings,
                 "alarms": alarms,
                 "notifications": notifications,
+                "modem_server": modem_server,
+                "mqtt": mqtt,
                 "source": self.file,
             }
         )
@@ -445,6 +459,7 @@ class _Run:
         found = self.problems
         found += check_channel_names(channels, smap)
         found += check_device_names(devices, smap)
+        found += check_unique_ids(devices, smap)
         found += check_profiles_known(devices, profiles.keys() | broken, smap, searched)
         for name, profile in profiles.items():
             found += check_profile_registers(name, profile, smap)

@@ -27,6 +27,8 @@ from channels.modbus.timing import STANDARD_BAUDRATES
 from .alarms import AlarmRuleConfig, AlarmSettings, PointAlarmConfig, StatusConfig, VerificationDate
 from .durations import parse_duration, parse_size
 from .notify import NotificationsConfig
+from .remote import DevicePointConfig, ModemId, ModemServerConfig, MqttConfig
+from .remote import is_cumulative  # noqa: F401 - re-exported: the registers' one rule
 from .problems import show_value
 from .types import ConfigModel, Duration, Finite, NonNegative, PositiveDuration, check_finite, http_url_check
 
@@ -236,15 +238,55 @@ class Rs485Config(ConfigModel):
     delay_before_rx: Optional[Duration] = None
 
 
-class TransportConfig(ConfigModel):
-    """How a channel reaches its bus: a local serial port or a TCP endpoint.
+def _check_window(value: str) -> str:
+    """Accept a connection window such as ``daily 01:00-01:30``."""
+    from channels.transports.window import parse_window
 
-    ``tcp`` serves both a Modbus TCP server and an RTU-over-TCP serial
-    gateway; the line settings then describe the gateway's serial side.
+    parse_window(value)
+    return value
+
+
+def _check_topic(value: str) -> str:
+    """Accept an MQTT topic filter (``+`` and ``#`` as whole levels only)."""
+    levels = value.split("/")
+    if not value or any(("+" in lv and lv != "+") or ("#" in lv and lv != "#") for lv in levels) \
+            or "#" in levels[:-1]:
+        raise ValueError(f"{show_value(value)} is not an MQTT topic filter such as "
+                         "'application/+/device/+/event/+'")
+    return value
+
+
+#: Transport keys and the channel types each serves.
+TRANSPORT_KINDS = {
+    "serial": ("modbus-rtu", "mbus"),
+    "tcp": ("modbus-rtu", "modbus-tcp", "mbus"),
+    "modem": ("modbus-rtu", "mbus"),
+    "mqtt": ("lorawan",),
+    "udp": ("nbiot",),
+}
+
+
+class TransportConfig(ConfigModel):
+    """How a channel reaches its bus or its uplinks.
+
+    ``serial``: a local port.  ``tcp``: a Modbus TCP server, an RTU-over-TCP
+    serial gateway or a modem/converter in server mode (``connect`` limits
+    the connection to windows, e.g. ``daily 01:00-01:30``); the line
+    settings then describe the gateway's serial side.  ``modem``: the ID of
+    a GPRS modem that dials in to ``modem_server``.  ``mqtt``: the topic
+    filter of a LoRaWAN channel's ChirpStack MQTT integration.  ``udp``: the
+    address an NB-IoT channel listens on for datagrams.
     """
 
     serial: Optional[Annotated[str, Field(min_length=1)]] = None
     tcp: Optional[HostPort] = None
+    modem: Optional[ModemId] = None
+    mqtt: Optional[Annotated[str, AfterValidator(_check_topic)]] = None
+    udp: Optional[HostPort] = None
+    #: Only connect within these windows (``tcp`` only), e.g. ``daily 01:00-01:30``.
+    connect: Optional[Annotated[str, AfterValidator(_check_window), Field(examples=["daily 01:00-01:30"])]] = None
+    #: NB-IoT raw datagrams: regular expression whose group ``id`` is the meter's ID (the rest is the payload).
+    id_pattern: Optional[str] = None
     baudrate: Annotated[int, AfterValidator(_check_baudrate)] = 9600
     parity: Literal["N", "E", "O"] = "E"
     stopbits: Literal[1, 2] = 1
@@ -253,11 +295,25 @@ class TransportConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> TransportConfig:
-        """Require exactly one of ``serial`` and ``tcp``."""
-        if (self.serial is None) == (self.tcp is None):
-            given = "both" if self.serial is not None else "neither"
-            raise ValueError(f"set exactly one of 'serial' or 'tcp' ({given} given)")
+        """Require exactly one of ``serial``, ``tcp``, ``modem``, ``mqtt`` and ``udp``."""
+        given = [key for key in TRANSPORT_KINDS if getattr(self, key) is not None]
+        if len(given) != 1:
+            shown = ", ".join(repr(k) for k in given) if given else "none"
+            raise ValueError(f"set exactly one of 'serial', 'tcp', 'modem', 'mqtt' or 'udp' ({shown} given)")
+        if self.connect is not None and self.tcp is None:
+            raise ValueError("'connect' windows apply to 'tcp' transports (modems or converters in server mode)")
+        if self.id_pattern is not None:
+            if self.udp is None:
+                raise ValueError("'id_pattern' applies to 'udp' transports (NB-IoT datagrams)")
+            from .remote import _check_id_pattern
+
+            _check_id_pattern(self.id_pattern)
         return self
+
+    @property
+    def kind(self) -> str:
+        """Return which endpoint is set: serial, tcp, modem, mqtt or udp."""
+        return next(key for key in TRANSPORT_KINDS if getattr(self, key) is not None)
 
     @property
     def tcp_host(self) -> str | None:
@@ -309,7 +365,34 @@ class DeviceConfig(ConfigModel):
     description: str = ""
     #: Date of the meter's next verification (поверка); ``verification`` alarm rules watch it.
     next_verification: Optional[VerificationDate] = None
+    #: The meter's serial (factory) number, as hand-held readers and registries name it; unique in a site.
+    serial: Optional[Annotated[str, Field(min_length=1, max_length=64)]] = None
+    #: LoRaWAN: the device EUI (16 hex digits).
+    dev_eui: Optional[Annotated[str, AfterValidator(_check_eui), Field(examples=["70B3D59BA0000101"])]] = None
+    #: NB-IoT: the ID the meter sends with its readings (often its IMEI).
+    uplink_id: Optional[Annotated[str, Field(min_length=1, max_length=80)]] = None
+    #: LoRaWAN/NB-IoT: the payload decoder (a module of ``channels/lorawan/decoders``).
+    decoder: Optional[Annotated[str, Field(min_length=1)]] = None
+    decoder_options: dict[str, Any] = Field(default={}, strict=False)
+    #: Registers of a hand-read meter, or of an uplink meter without a decoder.
+    points: list[DevicePointConfig] = []
     sim: Optional[dict[str, Any]] = Field(default=None, strict=False)
+
+
+def _check_eui(value: str) -> str:
+    """Accept a 64-bit EUI as 16 hex digits (dashes or colons allowed), normalised to upper case."""
+    clean = value.replace("-", "").replace(":", "").upper()
+    if len(clean) != 16 or any(c not in "0123456789ABCDEF" for c in clean):
+        raise ValueError(f"{show_value(value)} is not a device EUI (16 hex digits, e.g. '70B3D59BA0000101')")
+    return clean
+
+
+#: Channel types whose meters send their readings (no polling, no bus).
+UPLINK_TYPES = ("lorawan", "nbiot")
+#: Report period of a LoRaWAN/NB-IoT meter that names none (seconds).
+UPLINK_DEFAULT_PERIOD = 3600.0
+#: Channel types with a bus that the engine polls.
+POLLED_TYPES = ("modbus-rtu", "modbus-tcp", "mbus")
 
 
 #: Baud rate of an M-Bus channel that names none (EN 13757-2 meters ship at 2400).
@@ -317,12 +400,18 @@ MBUS_DEFAULT_BAUDRATE = 2400
 
 
 class ChannelConfig(ConfigModel):
-    """One bus: a transport, its timing, and the devices on it."""
+    """One bus (a transport, its timing and the devices on it), one uplink source, or hand-read meters.
+
+    ``modbus-rtu``, ``modbus-tcp`` and ``mbus`` channels need a
+    ``transport``; ``lorawan`` channels may name an MQTT topic filter
+    (``transport: {mqtt: ...}``) and ``nbiot`` channels a UDP listener;
+    ``manual`` channels hold meters that are read by hand.
+    """
 
     name: Name
-    type: Literal["modbus-rtu", "modbus-tcp", "mbus"]
+    type: Literal["modbus-rtu", "modbus-tcp", "mbus", "lorawan", "nbiot", "manual"]
     description: str = ""
-    transport: TransportConfig
+    transport: Optional[TransportConfig] = None
     #: Allowance added to the protocol's own response timing.
     timeout: Duration = 0.3
     retries: _range(0, 10) = 2
@@ -336,6 +425,37 @@ class ChannelConfig(ConfigModel):
     #: How far back the archives of a device never read before are back-filled.
     archive_lookback: PositiveDuration = 2 * 86400.0
     devices: list[DeviceConfig] = []
+    #: Simulator settings of the channel (a simulated modem's registration packet and heartbeats).
+    sim: Optional[dict[str, Any]] = Field(default=None, strict=False)
+
+    @model_validator(mode="after")
+    def _transport_fits(self) -> ChannelConfig:
+        """Require a transport that the channel's type can use."""
+        if self.transport is None:
+            if self.type in POLLED_TYPES:
+                raise ValueError(f"a {self.type} channel needs a 'transport' (serial, tcp or modem)")
+            return self
+        kind = self.transport.kind
+        if self.type not in TRANSPORT_KINDS[kind]:
+            uses = {"modbus-rtu": "serial, tcp or modem", "modbus-tcp": "tcp", "mbus": "serial, tcp or modem",
+                    "lorawan": "mqtt (or none: HTTP integration only)", "nbiot": "udp (or none: HTTP only)",
+                    "manual": "none"}[self.type]
+            raise ValueError(f"a {self.type} channel cannot use a {kind!r} transport; it takes {uses}")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _uplink_period_default(cls, data: Any) -> Any:
+        """Give LoRaWAN/NB-IoT meters an hourly report period unless they name one.
+
+        ``poll`` of such a meter is how often it reports; the 60 s of a polled
+        meter would declare a meter reporting hourly lost after 3 minutes.
+        """
+        if isinstance(data, dict) and data.get("type") in UPLINK_TYPES and isinstance(data.get("devices"), list):
+            devices = [{**d, "poll": UPLINK_DEFAULT_PERIOD} if isinstance(d, dict) and "poll" not in d else d
+                       for d in data["devices"]]
+            data = {**data, "devices": devices}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -367,6 +487,8 @@ with warnings.catch_warnings():
         unit: str = ""
         deadband: NonNegative = 0.0
         description: str = ""
+        #: A register that only grows (hand readings lower than the last are refused); default: by unit.
+        cumulative: Optional[bool] = None
         #: Limits on this point of every device using the profile (a rule named ``<profile>.<point>``).
         alarm: Optional[PointAlarmConfig] = None
 
@@ -409,6 +531,8 @@ class RecordConfig(ConfigModel):
     unit: str = ""
     deadband: NonNegative = 0.0
     description: str = ""
+    #: A register that only grows (hand readings lower than the last are refused); default: by unit.
+    cumulative: Optional[bool] = None
     #: Limits on this record of every meter using the profile (a rule named ``<profile>.<record>``).
     alarm: Optional[PointAlarmConfig] = None
 
@@ -580,5 +704,9 @@ class SiteConfig(ConfigModel):
     alarm_settings: AlarmSettings = AlarmSettings()
     #: Alarm rules (see :mod:`scada.config.alarms`); profiles add their ``alarm:`` shortcuts.
     alarms: list[AlarmRuleConfig] = []
+    #: The TCP port GPRS modems dial in to (needed by channels with ``transport: {modem: ID}``).
+    modem_server: Optional[ModemServerConfig] = None
+    #: The broker of the ChirpStack MQTT integration (LoRaWAN channels subscribe through it).
+    mqtt: Optional[MqttConfig] = None
     #: The file this configuration was loaded from ("" if built in code).
     source: SkipJsonSchema[str] = ""

@@ -14,7 +14,8 @@ from typing import Collection, Iterable, Mapping
 
 from .alarms import SiteTags, RuleConfig, resolve, status_point_problem
 from .budget import plan_reads, requests_bus_time
-from .model import ChannelConfig, DeviceConfig, ProfileConfig
+from .model import POLLED_TYPES, UPLINK_TYPES, ChannelConfig, DeviceConfig, ProfileConfig
+from .remote import ModemServerConfig, check_decoder
 from .problems import Problem, SourceMap, show_value
 
 #: Highest unicast address on a Modbus serial line; 0 is broadcast.
@@ -67,7 +68,7 @@ def check_device_names(devices: Iterable[DeviceConfig], smap: SourceMap) -> list
 
 def check_transport_kind(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
     """Report a Modbus TCP channel configured with a serial port."""
-    if channel.type == "modbus-tcp" and channel.transport.tcp is None:
+    if channel.type == "modbus-tcp" and channel.transport is not None and channel.transport.tcp is None:
         where = smap.where(channel, "transport")
         message = f"{where}: type 'modbus-tcp' needs 'tcp: host:port', not 'serial'"
         return [smap.problem(channel, ("transport",), message)]
@@ -83,6 +84,8 @@ def check_addresses(channel: ChannelConfig, smap: SourceMap) -> list[Problem]:
     """
     if channel.type == "mbus":
         return _check_mbus_addresses(channel, smap)
+    if channel.type not in POLLED_TYPES:
+        return []
     low, high = (1, MAX_RTU_ADDRESS) if channel.type == "modbus-rtu" else (0, 255)
     problems = []
     if len(channel.devices) > MAX_DEVICES_PER_CHANNEL:
@@ -159,8 +162,19 @@ def check_device_kinds(
     channel's meters must not exceed its master's ``unit_loads``.
     """
     problems = []
+    if channel.type not in POLLED_TYPES:
+        return check_remote_devices(channel, profiles, smap)
     mbus = channel.type == "mbus"
     for device in channel.devices:
+        for key in ("dev_eui", "uplink_id", "decoder"):
+            if getattr(device, key) is not None:
+                message = (f"{smap.where(device, key)}: {key!r} belongs to lorawan/nbiot devices, not to a "
+                           f"{channel.type} channel")
+                problems.append(smap.problem(device, (key,), message))
+        if device.points:
+            message = (f"{smap.where(device, 'points')}: a {channel.type} device takes its registers from its "
+                       "'profile'; 'points' are for hand-read and uplink meters")
+            problems.append(smap.problem(device, ("points",), message))
         if device.profile is None:
             if not mbus:
                 message = f"{smap.where(device)}: device {device.name!r} needs a 'profile'"
@@ -472,4 +486,101 @@ def check_profile_status(name: str, profile: ProfileConfig, smap: SourceMap) -> 
             at, text = wrong
             message = f"{smap.where(status, *at)}: profile {name!r}: {text}"
             problems.append(smap.problem(status, at, message))
+    return problems
+
+
+def check_remote_devices(channel: ChannelConfig, profiles: Mapping[str, ProfileConfig],
+                         smap: SourceMap) -> list[Problem]:
+    """Check the meters of ``lorawan``, ``nbiot`` and ``manual`` channels.
+
+    LoRaWAN meters need a ``dev_eui``, NB-IoT meters an ``uplink_id``; a
+    ``decoder`` must exist and accept its ``decoder_options``.  Hand-read
+    meters need ``points`` or a profile with ``points``.  Bus addresses
+    mean nothing on these channels.
+    """
+    problems = []
+    for device in channel.devices:
+        for key in ("address", "secondary"):
+            if getattr(device, key) is not None:
+                message = f"{smap.where(device, key)}: {key!r} is a bus address; a {channel.type} meter has none"
+                problems.append(smap.problem(device, (key,), message))
+        wanted = {"lorawan": "dev_eui", "nbiot": "uplink_id"}.get(channel.type)
+        for key in ("dev_eui", "uplink_id"):
+            if key == wanted and getattr(device, key) is None:
+                example = "'70B3D59BA0000101'" if key == "dev_eui" else "its IMEI '861234567890123'"
+                message = f"{smap.where(device)}: {channel.type} meter {device.name!r} needs {key!r}, e.g. {example}"
+                problems.append(smap.problem(device, (), message))
+            elif key != wanted and getattr(device, key) is not None:
+                message = f"{smap.where(device, key)}: {key!r} does not apply to a {channel.type} channel"
+                problems.append(smap.problem(device, (key,), message))
+        if channel.type == "manual":
+            if device.decoder is not None:
+                message = f"{smap.where(device, 'decoder')}: a hand-read meter has no payload decoder"
+                problems.append(smap.problem(device, ("decoder",), message))
+            profile = profiles.get(device.profile) if device.profile is not None else None
+            if not device.points and (profile is None or not profile.points):
+                message = (f"{smap.where(device)}: hand-read meter {device.name!r} needs 'points' (e.g. "
+                           "[{name: volume_m3, unit: m3}]) or a Modbus 'profile' naming its registers")
+                problems.append(smap.problem(device, (), message))
+            continue
+        if device.profile is not None:
+            message = (f"{smap.where(device, 'profile')}: a {channel.type} meter's values come from its "
+                       "'decoder' (or 'points'), not a register profile")
+            problems.append(smap.problem(device, ("profile",), message))
+        if device.decoder is not None:
+            try:
+                check_decoder(device.decoder, device.decoder_options)
+            except ValueError as exc:
+                message = f"{smap.where(device, 'decoder')}: device {device.name!r}: {exc}"
+                problems.append(smap.problem(device, ("decoder",), message))
+            if device.points:
+                message = (f"{smap.where(device, 'points')}: device {device.name!r} gets its points from decoder "
+                           f"{device.decoder!r}; 'points' are for meters without one")
+                problems.append(smap.problem(device, ("points",), message))
+        elif device.decoder_options:
+            message = f"{smap.where(device, 'decoder_options')}: decoder_options without a 'decoder'"
+            problems.append(smap.problem(device, ("decoder_options",), message))
+    return problems
+
+
+def check_unique_ids(devices: Iterable[DeviceConfig], smap: SourceMap) -> list[Problem]:
+    """Report a serial number, device EUI or NB-IoT ID given to two devices of the site."""
+    problems = []
+    for key in ("serial", "dev_eui", "uplink_id"):
+        first: dict[str, DeviceConfig] = {}
+        for device in devices:
+            value = getattr(device, key)
+            if value is None:
+                continue
+            if value in first:
+                other = first[value]
+                message = (f"{smap.where(device, key)}: {key} {value!r} of device {device.name!r} is already "
+                           f"used by device {other.name!r} at line {smap.line(other, key)}")
+                problems.append(smap.problem(device, (key,), message))
+            else:
+                first[value] = device
+    return problems
+
+
+def check_modems(channels: Iterable[ChannelConfig], server: ModemServerConfig | None,
+                 smap: SourceMap) -> list[Problem]:
+    """Report modem channels without a ``modem_server`` section, and a modem ID used by two channels."""
+    problems = []
+    first: dict[str, ChannelConfig] = {}
+    for channel in channels:
+        transport = channel.transport
+        if transport is None or transport.modem is None:
+            continue
+        if server is None:
+            message = (f"{smap.where(channel, 'transport')}: channel {channel.name!r} waits for modem "
+                       f"{transport.modem!r} to dial in, but the site has no 'modem_server' section "
+                       "(e.g. modem_server: {listen: 0.0.0.0:5020})")
+            problems.append(smap.problem(channel, ("transport", "modem"), message))
+        if transport.modem in first:
+            other = first[transport.modem]
+            message = (f"{smap.where(channel, 'transport')}: modem {transport.modem!r} already carries channel "
+                       f"{other.name!r}; one modem serves one bus")
+            problems.append(smap.problem(channel, ("transport", "modem"), message))
+        else:
+            first[transport.modem] = channel
     return problems

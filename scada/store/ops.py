@@ -3,8 +3,9 @@
 
 It holds what the site decides, as opposed to what the meters measure (that
 is the historian's): the alarm journal and the alarms' persistent state,
-users, API tokens and login sessions; later issues add manual readings and
-the device registry's lifecycle (see :mod:`scada.store.schema`).
+users, API tokens and login sessions, manual readings (hand-read meter
+values and who entered them); later issues add the device registry's
+lifecycle (see :mod:`scada.store.schema`).
 
 WAL lets the ``scada user`` / ``scada token`` commands write while the
 server reads and writes the same file; ``synchronous=NORMAL`` makes each
@@ -140,6 +141,40 @@ class Session:
         return now >= self.expires
 
 
+@dataclass(frozen=True, slots=True)
+class ManualReading:
+    """A meter value read by hand, as stored: what, when, and who entered it from where.
+
+    ``ts`` is when the meter showed ``value`` (Unix seconds), ``entered``
+    when it was stored.  ``source`` is ``api`` or ``import:<file name>``;
+    ``replacement`` marks the first reading of a new meter (the register
+    may start lower than the old one ended).  ``id`` is set by the store.
+    """
+
+    tag: str
+    ts: float
+    value: float
+    user: str
+    source: str = "api"
+    serial: str | None = None
+    replacement: bool = False
+    comment: str = ""
+    entered: float | None = None
+    id: int | None = None
+
+
+_MANUAL_COLUMNS = ("id", "tag", "ts", "value", "user", "source", "serial", "replacement", "comment", "entered")
+_SELECT_MANUAL = f"SELECT {', '.join(_MANUAL_COLUMNS)} FROM manual_readings"
+_INSERT_MANUAL = ("INSERT INTO manual_readings (tag, ts, value, entered, user, source, serial, replacement, comment) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _manual(row: tuple) -> ManualReading:
+    values = dict(zip(_MANUAL_COLUMNS, row))
+    values["replacement"] = bool(values["replacement"])
+    return ManualReading(**values)
+
+
 def _create_private(path: Path) -> None:
     """Create ``path`` readable by its owner only: it holds password hashes.
 
@@ -156,7 +191,7 @@ class OpsStore:
     """The operational store at ``path`` (created with its folder if missing).
 
     Implements the alarm :class:`~alarms.model.Journal` protocol, and keeps
-    users, API tokens and sessions.  ``clock`` returns Unix seconds (the
+    users, API tokens, sessions and manual readings.  ``clock`` returns Unix seconds (the
     runtime's ``reactor.seconds``; ``time.time`` for the command line); it
     stamps records and decides what has expired.  ``reactor`` (the
     runtime's; optional) groups journal writes into one commit per reactor
@@ -481,6 +516,70 @@ class OpsStore:
                 self.flush()
             except Exception:  # noqa: BLE001 - logged by _failed; the other statement goes on
                 pass
+
+    # ------------------------------------------------------------------
+    # Manual readings
+
+    def add_manual_readings(self, readings: list[ManualReading]) -> list[ManualReading]:
+        """Store hand-read values in one transaction, committed before returning; return them with ids.
+
+        Operators' data is not grouped with the turn's journal writes: the
+        caller answers "accepted" only once the rows are on disk.  All or
+        none are stored; raises ``sqlite3.Error`` if the write fails.
+        """
+        self._check_open()
+        self._settle()
+        now = self._clock()
+        db = self._db
+        stored: list[ManualReading] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for reading in readings:
+                entered = reading.entered if reading.entered is not None else now
+                row = (reading.tag, reading.ts, reading.value, entered, reading.user, reading.source,
+                       reading.serial, int(bool(reading.replacement)), reading.comment)
+                stored.append(replace(reading, entered=entered, id=self._execute(_INSERT_MANUAL, row)))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return stored
+
+    def manual_readings(self, tag: str | None = None, start: float | None = None, end: float | None = None,
+                        limit: int = 100_000) -> list[ManualReading]:
+        """Return stored manual readings (of one tag; with ``start <= ts < end`` if given), oldest first."""
+        sql = _SELECT_MANUAL + " WHERE 1"
+        params: list[Any] = []
+        if tag is not None:
+            sql += " AND tag = ?"
+            params.append(tag)
+        if start is not None:
+            sql += " AND ts >= ?"
+            params.append(start)
+        if end is not None:
+            sql += " AND ts < ?"
+            params.append(end)
+        sql += " ORDER BY ts, id LIMIT ?"
+        params.append(max(0, int(limit)))
+        return [_manual(row) for row in self._db.execute(sql, _storable(tuple(params)))]
+
+    def last_manual_before(self, tag: str, ts: float) -> ManualReading | None:
+        """Return the latest manual reading of ``tag`` at or before ``ts`` (the last entered of equal times)."""
+        row = self._db.execute(_SELECT_MANUAL + " WHERE tag = ? AND ts <= ? ORDER BY ts DESC, id DESC LIMIT 1",
+                               _storable((tag, ts))).fetchone()
+        return _manual(row) if row else None
+
+    def first_manual_after(self, tag: str, ts: float) -> ManualReading | None:
+        """Return the earliest manual reading of ``tag`` strictly after ``ts``."""
+        row = self._db.execute(_SELECT_MANUAL + " WHERE tag = ? AND ts > ? ORDER BY ts, id LIMIT 1",
+                               _storable((tag, ts))).fetchone()
+        return _manual(row) if row else None
+
+    def manual_at(self, tag: str, ts: float) -> list[ManualReading]:
+        """Return the manual readings of ``tag`` taken at exactly ``ts``."""
+        return [_manual(row) for row in self._db.execute(_SELECT_MANUAL + " WHERE tag = ? AND ts = ? ORDER BY id",
+                                                           _storable((tag, ts)))]
 
     # ------------------------------------------------------------------
     # Users

@@ -68,4 +68,21 @@ MIGRATIONS: list[Migration] = [
             updated REAL NOT NULL
         )""",
     )),
+    # Hand-read meter values (scada.manual): who entered which value, when, from where.
+    Migration("manual readings", (
+        """CREATE TABLE manual_readings (
+            id INTEGER PRIMARY KEY,
+            tag TEXT NOT NULL,
+            ts REAL NOT NULL,
+            value REAL NOT NULL,
+            entered REAL NOT NULL,
+            user TEXT NOT NULL,
+            source TEXT NOT NULL,
+            serial TEXT,
+            replacement INTEGER NOT NULL DEFAULT 0,
+            comment TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX manual_readings_tag_ts ON manual_readings(tag, ts)",
+        "CREATE INDEX manual_readings_ts ON manual_readings(ts)",
+    )),
 ]

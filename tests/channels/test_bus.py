@@ -648,7 +648,8 @@ def test_rates_and_health_known_scenario():
                                  "utilisation_pct": round(100 * 11 * 0.11 / 10.5, 1),
                                  "wire_utilisation_pct": round(100 * 11 * 0.017 / 10.5, 1)}
     assert bench.bus.rates() == {"tx_per_s": 1.05, "utilisation_pct": 11.5, "wire_utilisation_pct": 1.8}
-    assert bench.bus.health() == {"link_up": True, "link_down_reason": "", "transactions": 11, "stray_bytes": 0,
+    assert bench.bus.health() == {"link_up": True, "sleeping": False, "link_down_reason": "", "transactions": 11,
+                                  "stray_bytes": 0,
                                   "devices": 1, "tx_per_s": 1.05, "utilisation_pct": 11.5,
                                   "wire_utilisation_pct": 1.8}
 
@@ -727,3 +728,26 @@ def test_retry_waits_for_silence_after_the_last_byte_heard():
     assert retry_at == pytest.approx(last_byte + SILENT)
     assert poller.outcomes() == [Outcome.OK]
     assert [o for _, o in poller.attempts] == [Outcome.CRC_ERROR, Outcome.OK]
+
+
+def test_link_asleep_between_windows_holds_polls():
+    """A link closed at the end of its connection window holds polls instead of failing them."""
+    from channels.transports.base import OUTSIDE_WINDOW
+
+    bench = Bench()
+    bench.slaves[1] = answer(0.01)
+    poller = bench.add("a", 1, period=10.0)
+    bench.bus.start()
+    bench.bus.link_up(bench.link)
+    bench.run(5.0)
+    assert poller.outcomes() == [Outcome.OK]
+    bench.bus.link_down(OUTSIDE_WINDOW)
+    bench.run(45.0)
+    # No LINK_DOWN results (which would turn the meter's tags comm_loss), no writes.
+    assert poller.outcomes() == [Outcome.OK] and bench.write_times() == [0.0]
+    assert bench.bus.health()["sleeping"] is True
+    bench.bus.link_up(bench.link)
+    # The poll that fell due while asleep runs at once, then the schedule goes on.
+    assert bench.write_times() == [0.0, 45.0]
+    bench.run(51.0)
+    assert bench.write_times() == [0.0, 45.0, 50.0] and bench.bus.health()["sleeping"] is False

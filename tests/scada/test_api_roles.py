@@ -70,6 +70,8 @@ def contract(method: str, path: str):
         return auth.READ
     if path.startswith("/api/v1/sim/"):
         return auth.ENGINEERING
+    if path.startswith("/api/v1/integrations/"):
+        return auth.INTEGRATION
     return None
 
 

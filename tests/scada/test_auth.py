@@ -81,7 +81,7 @@ def test_bad_names(name, message):
 def test_roles_and_passwords_are_checked():
     """Unknown roles name the valid ones; passwords must be 8..1024 characters."""
     with pytest.raises(ValueError, match="unknown role 'boss'; valid roles: viewer, operator, crew, engineer, "
-                                         "billing, admin"):
+                                         "billing, integration, admin"):
         auth.check_role("boss")
     assert auth.check_password("12345678") == "12345678"
     with pytest.raises(ValueError, match="at least 8"):
@@ -92,8 +92,9 @@ def test_roles_and_passwords_are_checked():
 
 def test_role_sets():
     """The named sets say what the roles mean; admin is in every one."""
-    assert set(auth.DATA) == set(auth.ROLES)
-    assert set(auth.READ) == set(auth.ROLES) - {"billing"}
+    assert set(auth.DATA) == set(auth.ROLES) - {"integration"}
+    assert set(auth.READ) == set(auth.ROLES) - {"billing", "integration"}
+    assert set(auth.INTEGRATION) == {"integration", "admin"}
     assert set(auth.ACT) == {"operator", "crew", "engineer", "admin"}
     assert set(auth.ENGINEERING) == {"engineer", "admin"}
     for group in (auth.DATA, auth.READ, auth.ACT, auth.ENGINEERING, auth.ADMIN, auth.ANYONE):

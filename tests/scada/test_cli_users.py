@@ -106,7 +106,7 @@ def test_password_from_stdin(capsys, monkeypatch, store_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["user", "add", "ivanov", "--role", "boss"],
-     "scada user add: unknown role 'boss'; valid roles: viewer, operator, crew, engineer, billing, admin\n"),
+     "scada user add: unknown role 'boss'; valid roles: viewer, operator, crew, engineer, billing, integration, admin\n"),
     (["user", "add", "bad name", "--role", "crew"], "scada user add: 'bad name' is not a valid user name"),
     (["user", "add", "system", "--role", "crew"], "scada user add: 'system' is reserved"),
     (["user", "remove", "nobody"], "scada user remove: no user 'nobody'\n"),
@@ -252,7 +252,7 @@ def test_help_names_the_roles(capsys):
     """scada user --help lists the roles."""
     with pytest.raises(SystemExit):
         main(["user", "--help"])
-    assert "viewer, operator, crew, engineer, billing, admin" in " ".join(capsys.readouterr().out.split())
+    assert "viewer, operator, crew, engineer, billing, integration, admin" in " ".join(capsys.readouterr().out.split())
 
 
 def test_run_listen_keeps_the_auth_settings(tmp_path, monkeypatch):

@@ -70,14 +70,14 @@ def test_a_new_migration_is_applied_to_an_old_store(tmp_path, clock, monkeypatch
     old = OpsStore(path, clock=clock)
     old.add_user("alice", "admin", "hash")
     old.close()
-    added = Migration("manual readings", ("CREATE TABLE manual_readings (id INTEGER PRIMARY KEY, value REAL)",))
+    added = Migration("later things", ("CREATE TABLE later_things (id INTEGER PRIMARY KEY, value REAL)",))
     monkeypatch.setattr(store_ops, "MIGRATIONS", [*MIGRATIONS, added])
     new = OpsStore(path, clock=clock)
     assert new.schema_version == len(MIGRATIONS) + 1 and new.user("alice") is not None
     new.close()
     description = sqlite3.connect(path).execute(
         "SELECT description FROM schema_version WHERE version = ?", (len(MIGRATIONS) + 1,)).fetchone()[0]
-    assert description == "manual readings"
+    assert description == "later things"
 
 
 def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path, clock, monkeypatch):

@@ -60,7 +60,7 @@ def demo_site() -> SimpleNamespace:
     """Return config/demo.yaml as a site config stand-in."""
     data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     channels = [
-        SimpleNamespace(name=c["name"], type=c["type"], transport=c["transport"],
+        SimpleNamespace(name=c["name"], type=c["type"], transport=c.get("transport"),
                         devices=[SimpleNamespace(**{"sim": None, "enabled": True, "address": None, "secondary": None,
                                                     "profile": None, **d}) for d in c["devices"]])
         for c in data["channels"]

@@ -177,7 +177,7 @@ def test_start_tcp_ephemeral_ports():
 
 
 DEMO = demo_site()
-RS485 = [c for c in DEMO.channels if c.type == "modbus-rtu"]
+RS485 = [c for c in DEMO.channels if c.type == "modbus-rtu" and "serial" in c.transport]
 
 
 def test_demo_has_two_rs485_buildings_of_22_meters_and_one_on_mbus():
@@ -186,7 +186,7 @@ def test_demo_has_two_rs485_buildings_of_22_meters_and_one_on_mbus():
     Building 1's segment also carries the district's outdoor temperature sensor.
     """
     field = SimulatedField(DEMO, Clock())
-    assert list(field.channels) == ["b1-rs485", "b2-rs485", "b3-mbus"]
+    assert list(field.channels) == ["b1-rs485", "b2-rs485", "b3-mbus", "b4-gprs"]
     for name in ("b1-rs485", "b2-rs485"):
         ch = field.channels[name]
         meters = [d for d in ch.devices.values() if d.name != "weather"]
@@ -198,7 +198,8 @@ def test_demo_has_two_rs485_buildings_of_22_meters_and_one_on_mbus():
     mbus = field.channels["b3-mbus"].devices.values()
     assert {m.kind for m in mbus} == {"heat", "cold_water", "warm_water"}
     assert field.devices["b3-heat"].ident == 24310051 and field.devices["b3-heat-gvs"].ident == 24310052
-    assert len(field.devices) == 44 + 1 + 6
+    # Building 4's segment behind its GPRS modem.
+    assert len(field.devices) == 44 + 1 + 6 + 5 and list(field.modem_channels) == ["b4-gprs"]
 
 
 def test_demo_has_one_terminated_device_per_segment():
@@ -247,5 +248,5 @@ def test_demo_passes_the_site_config_checks():
     cfg, problems = loader.load_config(str(DEMO_PATH))
     assert [str(p) for p in problems] == []
     field = SimulatedField(cfg, Clock())
-    assert len(field.devices) == 51
+    assert len(field.devices) == 56 and len(field.uplink_devices) == 5
     assert isinstance(field.devices["b2-cold"].model, BuildingWater)

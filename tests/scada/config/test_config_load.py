@@ -261,7 +261,7 @@ def test_profile_name_cannot_escape_the_directory(write, tmp_path):
         (
             "transport: {serial: /dev/ttyUSB0, tcp: 192.0.2.1:1}",
             "transport:",
-            "channels[0].transport: set exactly one of 'serial' or 'tcp' (both given)",
+            "channels[0].transport: set exactly one of 'serial', 'tcp', 'modem', 'mqtt' or 'udp' ('serial', 'tcp' given)",
         ),
         (
             "transport: {tcp: 192.0.2.1}",

@@ -1,0 +1,1 @@
+"""LoRaWAN and NB-IoT uplinks: network-server events, payload decoders and the uplink channels."""

@@ -1,0 +1,87 @@
+# -*- test-case-name: tests.scada.test_api_integrations -*-
+"""Uplinks pushed over HTTP: ChirpStack's HTTP integration and NB-IoT meters or platforms.
+
+- ``POST /api/v1/integrations/chirpstack?event=up`` takes what ChirpStack v4's
+  HTTP integration posts (JSON; ``event`` is up, join, status, ack, txack,
+  log or location).  Configure the integration's URL as
+  ``http://<scada>/api/v1/integrations/chirpstack`` with a header
+  ``Authorization: Bearer <token>`` of a token with role ``integration``.
+- ``POST /api/v1/integrations/uplink`` takes an NB-IoT reading: JSON
+  (``{"id", "data" | "hex" | "values", "time"}``) or raw bytes
+  (``application/octet-stream``) with the meter's ID in ``?id=``.
+
+Both go through the same decoders as MQTT and UDP uplinks.  A bad uplink
+(invalid JSON, wrong base64, an unknown device) is counted and answered
+with a 4xx JSON error; it never reaches the engine as an exception.
+"""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+from sanic.response import json
+
+from scada.api.auth import roles
+from scada.api.common import error
+from scada.auth import INTEGRATION
+
+bp = Blueprint("api_v1_integrations", url_prefix="/api/v1/integrations")
+
+#: Largest uplink body accepted (a ChirpStack event is 1-2 kB; NB-IoT payloads are smaller).
+MAX_BODY = 64 * 1024
+
+
+def _hub(request):
+    return getattr(request.app.ctx.runtime, "uplinks", None)
+
+
+def _body(request) -> bytes | None:
+    body = request.body or b""
+    return None if len(body) > MAX_BODY else body
+
+
+@bp.post("/chirpstack")
+@roles(INTEGRATION)
+async def chirpstack(request):
+    """Take one ChirpStack v4 HTTP integration event."""
+    from channels.lorawan.uplink import UplinkError
+
+    hub = _hub(request)
+    if hub is None:
+        return error("this site has no LoRaWAN or NB-IoT channels", 404)
+    for key in request.args:
+        if key != "event":
+            return error(f"unknown parameter {key!r} (use event)")
+    event = request.args.get("event")
+    if not event:
+        return error("missing parameter 'event' (ChirpStack adds ?event=up)")
+    body = _body(request)
+    if body is None:
+        return error(f"body of {len(request.body)} bytes is larger than {MAX_BODY}", 413)
+    try:
+        result = hub.chirpstack(body, event)
+    except UplinkError as exc:
+        return error(exc.message, exc.status)
+    return json(result)
+
+
+@bp.post("/uplink")
+@roles(INTEGRATION)
+async def uplink(request):
+    """Take one NB-IoT reading (JSON, or raw bytes with ``?id=``)."""
+    from channels.lorawan.uplink import UplinkError
+
+    hub = _hub(request)
+    if hub is None:
+        return error("this site has no LoRaWAN or NB-IoT channels", 404)
+    for key in request.args:
+        if key != "id":
+            return error(f"unknown parameter {key!r} (use id)")
+    body = _body(request)
+    if body is None:
+        return error(f"body of {len(request.body)} bytes is larger than {MAX_BODY}", 413)
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    try:
+        result = hub.nbiot(body, content_type, request.args.get("id"))
+    except UplinkError as exc:
+        return error(exc.message, exc.status)
+    return json(result)
