@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
+from tests.integration.demo_site import demo_copy
 from tests.integration.test_run import ROOT, SCADA, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def token(cwd, role: str) -> str:
 def demo(tmp_path_factory):
     """Run the demo site; yield (base URL, tokens by role, ws URL); stop it with SIGTERM."""
     tmp = tmp_path_factory.mktemp("demo")
-    shutil.copy(ROOT / "config" / "demo.yaml", tmp / "site.yaml")
+    demo_copy(tmp)
     tokens = {role: token(tmp, role) for role in ("crew", "billing", "engineer", "viewer")}
     port = free_port()
     proc = subprocess.Popen(SCADA + ["run", "-c", "site.yaml", "--listen", f"127.0.0.1:{port}"], cwd=tmp,

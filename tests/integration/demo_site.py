@@ -1,0 +1,27 @@
+"""Copies of ``config/demo.yaml`` for tests that run the demo as a real process.
+
+The demo listens on fixed ports (the modem server on 5020, its MQTT broker
+on 1883); a test copy moves them to free ones so that tests never meet a
+service of the machine or of another test.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.integration.test_run import ROOT, free_port
+
+DEMO = ROOT / "config" / "demo.yaml"
+
+
+def demo_copy(directory: Path, mqtt: bool = True) -> Path:
+    """Write the demo to ``directory/site.yaml`` with free ports; without ``mqtt``, drop its broker."""
+    text = DEMO.read_text(encoding="utf-8")
+    text, modems = re.subn(r"(?m)^  listen: 127\.0\.0\.1:5020$", f"  listen: 127.0.0.1:{free_port()}", text)
+    text, brokers = re.subn(r"(?m)^mqtt: \{broker: 127\.0\.0\.1:1883, spawn: true\}$",
+                            f"mqtt: {{broker: 127.0.0.1:{free_port()}, spawn: true}}" if mqtt else "", text)
+    assert (modems, brokers) == (1, 1), "the demo's modem server or broker line changed; update demo_copy"
+    path = directory / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
