@@ -94,14 +94,30 @@ def cmd_simulate(args) -> int:
             endpoints.update({name: f"tcp {host}:{port}" for name, (host, port) in
                               field.start_tcp(args.host, args.port).items()
                               if name in {c.name for c in tcp_channels}})
+    if field.modem_channels and cfg.modem_server is not None:
+        # The simulated modems dial in to the site's modem server, wherever it runs.
+        from scada.remote import _host_port, _reachable_host
+
+        host, port = _host_port(cfg.modem_server.listen)
+        host = _reachable_host(host)
+        field.start_modems(host, port)
+        endpoints.update({name: f"modem dialling {host}:{port}" for name in field.modem_channels})
     for channel in cfg.channels:
-        devices = ", ".join(f"{d.name}@{d.address if d.address is not None else d.secondary}"
-                            for d in channel.devices)
+        devices = ", ".join(f"{d.name}@{_device_address(d)}" for d in channel.devices)
         print(f"{channel.name}: {endpoints.get(channel.name, '-')}  ({devices})", flush=True)
     _control_from_stdin(reactor, field)
     reactor.addSystemEventTrigger("before", "shutdown", field.stop)
     reactor.run()
     return 0
+
+
+def _device_address(device) -> str:
+    """Return how a device is reached: bus address, secondary address, EUI, NB-IoT ID or serial."""
+    for key in ("address", "secondary", "dev_eui", "uplink_id", "serial"):
+        value = getattr(device, key, None)
+        if value is not None:
+            return str(value)
+    return "-"
 
 
 SIM_HELP = ("commands: fault <device> <normal|silent|exception|corrupt_crc|slow>; "

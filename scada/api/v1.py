@@ -167,7 +167,10 @@ async def devices(request):
     for channel, device in _runtime(request).device_index():
         h = device.health()
         h["channel"] = channel.name
-        h["last_good"] = _iso(h["last_good"])
+        # Uplink meters report when they were last heard; hand-read ones their last reading.
+        for key in ("last_good", "last_uplink", "last_ts"):
+            if key in h:
+                h[key] = _iso(h[key])
         if "last_backfill" in h:
             h["last_backfill"] = _iso(h["last_backfill"])
             h["archive_newest"] = {k: _iso(v) for k, v in h.get("archive_newest", {}).items()}
@@ -220,4 +223,17 @@ async def device_gaps(request, name: str):
 @roles(READ)
 async def channels(request):
     """Return per-segment statistics: transactions/s, utilisation, termination."""
-    return json({"channels": [ch.health() for ch in _runtime(request).channels]})
+    out = []
+    for ch in _runtime(request).channels:
+        h = ch.health()
+        link = h.get("link")
+        if isinstance(link, dict):
+            # Connection windows and a modem's last sign of life, as times.
+            for key in ("next_window", "window_end", "last_seen"):
+                if isinstance(link.get(key), (int, float)):
+                    link[key] = _iso(link[key])
+        for key in ("last_uplink",):
+            if isinstance(h.get(key), (int, float)):
+                h[key] = _iso(h[key])
+        out.append(h)
+    return json({"channels": out})

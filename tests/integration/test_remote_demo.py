@@ -106,6 +106,11 @@ def test_lorawan_over_the_http_integration_without_a_broker(tmp_path):
         assert wait_for(lambda: call(base, "/health")[1]["services"]["uplinks"]["accepted"] >= 5, 30)
         services = call(base, "/health")[1]["services"]
         assert "mqtt" not in services and services["simulated uplinks"]["errors"] == 0
+        status, body = call(base, "/devices", admin)
+        by_name = {d["name"]: d for d in body["devices"]}
+        assert status == 200 and by_name["b5-kv01-cold"]["state"] == "ok" and by_name["b5-kv01-cold"]["last_uplink"]
+        assert by_name["b2-kv07-cold"]["state"] == "manual"
+        assert call(base, "/channels", admin)[0] == 200
         # A bad uplink is a counted 4xx, never a crash.
         status, body = call(base, "/integrations/chirpstack?event=up", admin, {"deviceInfo": {"devEui": "nothex"}})
         assert status == 400 and "devEui" in body["error"]
