@@ -574,8 +574,9 @@ class _Matcher:
             automatic = sorted(d for d in site.automatic if fnmatch.fnmatchcase(d, device_glob))
             if automatic:
                 return self.note("warning", at, f"tag glob {ref!r} matches no tag known before run time; the "
-                                 f"records of {', '.join(automatic)} (M-Bus, mapped automatically) appear only "
-                                 "at run time and a glob does not reach them: name such tags one by one")
+                                 f"tags of {', '.join(automatic)} (an M-Bus meter without a profile, or an uplink "
+                                 "meter taking ChirpStack's decoded object) appear only at run time and a glob does "
+                                 "not reach them: name such tags one by one, or declare them as `points`")
             if any(fnmatch.fnmatchcase(d, device_glob) for d in site.disabled):
                 return self.note("warning", at,
                                  f"tag glob {ref!r} matches only tags of disabled devices; the rule skips them")
@@ -587,7 +588,11 @@ class _Matcher:
             self.unsure = True
             return []
         if device in site.automatic and dot and point:
-            self.note("warning", at, f"tag {ref!r} cannot be checked: M-Bus device {device!r} has no profile, so "
+            config = site.devices.get(device)
+            uplink = getattr(config, "dev_eui", None) is not None or getattr(config, "uplink_id", None) is not None
+            why = ("takes its points from ChirpStack's decoded object (declare them as `points` to check them)"
+                   if uplink else "is an M-Bus meter without a profile")
+            self.note("warning", at, f"tag {ref!r} cannot be checked: device {device!r} {why}, so "
                                      "its tags appear only at run time")
             return [ref]
         if device in site.disabled:

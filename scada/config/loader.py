@@ -315,6 +315,9 @@ class _Run:
         channels, devices, extent = [], [], {}
         for index, raw_channel in enumerate(raw):
             path = ("channels", index)
+            # Devices are validated before their channel: give uplink meters their
+            # default report period first.
+            raw_channel = ChannelConfig._uplink_period_default(raw_channel)
             channel, valid = self._validate_with_items(
                 ChannelConfig, raw_channel, self.file, path, "devices", DeviceConfig
             )

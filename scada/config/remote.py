@@ -140,10 +140,17 @@ class MqttConfig(ConfigModel):
     spawn: bool = False
 
 
+def _point_name(value: str) -> str:
+    """Accept a point name as half of a ``<device>.<point>`` tag name."""
+    from .model import _check_name
+
+    return _check_name(value)
+
+
 class DevicePointConfig(ConfigModel):
     """One register of a meter that has no profile: read by hand, or sent in ChirpStack's ``object``."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, AfterValidator(_point_name)]
     unit: str = ""
     #: A register that only grows; by default decided by the unit (m3, kWh, Gcal…).
     cumulative: Optional[bool] = None

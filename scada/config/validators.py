@@ -500,6 +500,13 @@ def check_remote_devices(channel: ChannelConfig, profiles: Mapping[str, ProfileC
     """
     problems = []
     for device in channel.devices:
+        seen: set[str] = set()
+        for index, point in enumerate(device.points):
+            if point.name in seen:
+                message = (f"{smap.where(device, 'points', index, 'name')}: point {point.name!r} of device "
+                           f"{device.name!r} is listed twice")
+                problems.append(smap.problem(device, ("points", index, "name"), message))
+            seen.add(point.name)
         for key in ("address", "secondary"):
             if getattr(device, key) is not None:
                 message = f"{smap.where(device, key)}: {key!r} is a bus address; a {channel.type} meter has none"
@@ -528,11 +535,19 @@ def check_remote_devices(channel: ChannelConfig, profiles: Mapping[str, ProfileC
                        "'decoder' (or 'points'), not a register profile")
             problems.append(smap.problem(device, ("profile",), message))
         if device.decoder is not None:
+            from channels.lorawan import decoders
+
             try:
-                check_decoder(device.decoder, device.decoder_options)
-            except ValueError as exc:
-                message = f"{smap.where(device, 'decoder')}: device {device.name!r}: {exc}"
+                decoders.get(device.decoder)
+            except KeyError as exc:
+                message = f"{smap.where(device, 'decoder')}: device {device.name!r}: {exc.args[0]}"
                 problems.append(smap.problem(device, ("decoder",), message))
+            else:
+                try:
+                    check_decoder(device.decoder, device.decoder_options)
+                except ValueError as exc:
+                    message = f"{smap.where(device, 'decoder_options')}: device {device.name!r}: {exc}"
+                    problems.append(smap.problem(device, ("decoder_options",), message))
             if device.points:
                 message = (f"{smap.where(device, 'points')}: device {device.name!r} gets its points from decoder "
                            f"{device.decoder!r}; 'points' are for meters without one")

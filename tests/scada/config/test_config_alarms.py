@@ -231,10 +231,11 @@ alarms:
     cfg, warnings = load_config(path)
     assert [str(w) for w in warnings] == [
         f"{path}:{line_of(path, 'gvs-temp')}: warning: alarms[0].tag: rule 'gvs-temp': tag 'gvs.flow_temperature' "
-        "cannot be checked: M-Bus device 'gvs' has no profile, so its tags appear only at run time",
+        "cannot be checked: device 'gvs' is an M-Bus meter without a profile, so its tags appear only at run time",
         f"{path}:{line_of(path, 'gvs-any')}: warning: alarms[1].tag: rule 'gvs-any': tag glob 'gvs.energy*' "
-        "matches no tag known before run time; the records of gvs (M-Bus, mapped automatically) appear only at "
-        "run time and a glob does not reach them: name such tags one by one",
+        "matches no tag known before run time; the tags of gvs (an M-Bus meter without a profile, or an uplink "
+        "meter taking ChirpStack's decoded object) appear only at run time and a glob does not reach them: name "
+        "such tags one by one, or declare them as `points`",
         f"{path}:{line_of(path, 'gvs-any')}: warning: alarms[1]: rule 'gvs-any': it watches no tag and is left out",
     ]
     assert len(cfg.alarms) == 3
