@@ -25,12 +25,12 @@ Runtime use (on the asyncio reactor, the loop running or about to)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from typing import Any, Iterable
 
+from channels.lorawan.aio import cancel_and_wait, event_loop, stop_task
 from channels.lorawan.uplink import UplinkError
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,6 @@ def topic_event(topic: str) -> str:
     if len(levels) >= 2 and levels[-2] == "event" and levels[-1]:
         return levels[-1]
     return DEFAULT_EVENT
-
-
-def _cancelled_is_done(failure):
-    """Swallow the cancellation that :meth:`MqttSubscriber.stop` asked for; pass anything else on."""
-    from twisted.internet import defer
-
-    failure.trap(asyncio.CancelledError, defer.CancelledError)
 
 
 class MqttSubscriber:
@@ -112,13 +105,9 @@ class MqttSubscriber:
 
         Returns at once; the connection is made once the loop runs.
         """
-        if self._task is not None and not self._task.done():
+        if self.running:
             return
-        if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = asyncio.get_event_loop_policy().get_event_loop()
+        loop = event_loop(loop)
         self._stopping = False
         self._task = loop.create_task(self._run(), name=f"mqtt-subscriber {self.broker}")
 
@@ -128,16 +117,8 @@ class MqttSubscriber:
         Safe to call at any time, twice, or before :meth:`start`.  From
         asyncio code, ``await aclose()`` instead.
         """
-        from twisted.internet import defer
-
-        task = self._task
         self._stopping = True
-        if task is None or task.done():
-            self._task = None
-            return defer.succeed(None)
-        task.cancel()
-        d = defer.Deferred.fromFuture(task)
-        d.addErrback(_cancelled_is_done)
+        d = stop_task(self._task)
         d.addBoth(self._forget_task)
         return d
 
@@ -147,13 +128,8 @@ class MqttSubscriber:
 
     async def aclose(self) -> None:
         """Disconnect and wait for the task to end (the asyncio twin of :meth:`stop`)."""
-        task = self._task
         self._stopping = True
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(self._task)
         self._task = None
 
     @property

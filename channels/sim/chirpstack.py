@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import random
@@ -40,6 +39,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet import defer, task
 
 from channels.lorawan import decoders
+from channels.lorawan.aio import cancel_and_wait, event_loop, stop_task
 from channels.lorawan.uplink import normalise_eui
 from tags.timefmt import iso_utc
 
@@ -247,11 +247,6 @@ class SimUplinks:
 # ------------------------------------------------------------------ publishers
 
 
-def _cancelled_is_done(failure) -> None:
-    """Swallow the cancellation a ``stop()`` asked for; pass anything else on."""
-    failure.trap(asyncio.CancelledError, defer.CancelledError)
-
-
 class MqttPublisher:
     """Publish ``(topic, body)`` to an MQTT broker at QoS 0, as ChirpStack's MQTT integration does.
 
@@ -292,11 +287,7 @@ class MqttPublisher:
         """Schedule the publishing task on ``loop`` (default: the running loop, else the current one)."""
         if self._task is not None and not self._task.done():
             return
-        if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = asyncio.get_event_loop_policy().get_event_loop()
+        loop = event_loop(loop)
         self._stopping = False
         self._task = loop.create_task(self._run(), name=f"mqtt-publisher {self.host}:{self.port}")
 
@@ -304,21 +295,13 @@ class MqttPublisher:
         """End the task; return a Deferred that fires when it has ended."""
         task_, self._task = self._task, None
         self._stopping = True
-        if task_ is None or task_.done():
-            return defer.succeed(None)
-        task_.cancel()
-        d = defer.Deferred.fromFuture(task_)
-        d.addErrback(_cancelled_is_done)
-        return d
+        return stop_task(task_)
 
     async def aclose(self) -> None:
         """End the task and wait for it (asyncio)."""
         task_, self._task = self._task, None
         self._stopping = True
-        if task_ is not None:
-            task_.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task_
+        await cancel_and_wait(task_)
 
     async def _run(self) -> None:
         import aiomqtt

@@ -39,49 +39,50 @@ def _body(request) -> bytes | None:
     return None if len(body) > MAX_BODY else body
 
 
-@bp.post("/chirpstack")
-@roles(INTEGRATION)
-async def chirpstack(request):
-    """Take one ChirpStack v4 HTTP integration event."""
+def _take(request, param: str, take, missing: str | None = None):
+    """Answer one pushed uplink: what both endpoints check, then ``take(hub, body, value)`` as JSON.
+
+    The site must have an uplink hub (else 404); ``param`` is the only query
+    parameter allowed, and its ``value`` is required when ``missing`` (the
+    error to answer) is given; the body must fit :data:`MAX_BODY` (else
+    413).  An :class:`~channels.lorawan.uplink.UplinkError` from ``take`` is
+    answered with its message and status.
+    """
     from channels.lorawan.uplink import UplinkError
 
     hub = _hub(request)
     if hub is None:
         return error("this site has no LoRaWAN or NB-IoT channels", 404)
     for key in request.args:
-        if key != "event":
-            return error(f"unknown parameter {key!r} (use event)")
-    event = request.args.get("event")
-    if not event:
-        return error("missing parameter 'event' (ChirpStack adds ?event=up)")
+        if key != param:
+            return error(f"unknown parameter {key!r} (use {param})")
+    value = request.args.get(param)
+    if missing is not None and not value:
+        return error(missing)
     body = _body(request)
     if body is None:
         return error(f"body of {len(request.body)} bytes is larger than {MAX_BODY}", 413)
     try:
-        result = hub.chirpstack(body, event)
+        result = take(hub, body, value)
     except UplinkError as exc:
         return error(exc.message, exc.status)
     return json(result)
+
+
+@bp.post("/chirpstack")
+@roles(INTEGRATION)
+async def chirpstack(request):
+    """Take one ChirpStack v4 HTTP integration event."""
+    return _take(request, "event", lambda hub, body, event: hub.chirpstack(body, event),
+                 missing="missing parameter 'event' (ChirpStack adds ?event=up)")
 
 
 @bp.post("/uplink")
 @roles(INTEGRATION)
 async def uplink(request):
     """Take one NB-IoT reading (JSON, or raw bytes with ``?id=``)."""
-    from channels.lorawan.uplink import UplinkError
+    def take(hub, body, device_id):
+        content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        return hub.nbiot(body, content_type, device_id)
 
-    hub = _hub(request)
-    if hub is None:
-        return error("this site has no LoRaWAN or NB-IoT channels", 404)
-    for key in request.args:
-        if key != "id":
-            return error(f"unknown parameter {key!r} (use id)")
-    body = _body(request)
-    if body is None:
-        return error(f"body of {len(request.body)} bytes is larger than {MAX_BODY}", 413)
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    try:
-        result = hub.nbiot(body, content_type, request.args.get("id"))
-    except UplinkError as exc:
-        return error(exc.message, exc.status)
-    return json(result)
+    return _take(request, "id", take)

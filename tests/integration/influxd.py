@@ -21,20 +21,14 @@ always stops the server, so a test run leaves no process behind.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
+
+from tests.integration.servers import ServerProcess, free_port
 
 #: How long `Influxd.start` waits for ``/ping`` before giving up.
 START_TIMEOUT = 30.0
@@ -115,43 +109,19 @@ def find_influxd() -> str | None:
     )
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# Servers started and not yet stopped: stopped at interpreter exit, so an
-# interrupted test run does not leave them behind.
-_RUNNING: set[Influxd] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_RUNNING):
-        server.kill()
-
-
-def _child_setup() -> None:
-    """In the child: a session of its own, and SIGKILL when the test process dies.
-
-    The new session keeps a Ctrl-C aimed at pytest from reaching influxd
-    before pytest can stop it; the parent-death signal (Linux) covers a
-    test process that is itself killed and cannot run its cleanup.
-    """
-    os.setsid()
-    with contextlib.suppress(Exception):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
 class InfluxdError(RuntimeError):
     """The server did not start (the message holds the tail of its log)."""
 
 
-class Influxd:
+class Influxd(ServerProcess):
     """One ``influxd`` process on temporary directories; see the module docstring."""
+
+    name = "influxd"
+    package = "influxdb"
+    error = InfluxdError
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
+    poll_interval = 0.05
 
     def __init__(
         self, root: str | os.PathLike[str], binary: str | None = None, max_row_limit: int = 0
@@ -161,11 +131,7 @@ class Influxd:
         ``max_row_limit`` is the ``[http]`` setting of that name: 0 returns
         whole query results, n > 0 cuts them at n rows (``"partial": true``).
         """
-        self.binary = binary or find_influxd()
-        if self.binary is None:
-            raise InfluxdError("influxd is not installed (apt-get install influxdb)")
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(root, binary or find_influxd(), "influxd.log")
         self.data_dir = self.root / "data"
         self.http_port = free_port()
         self.rpc_port = free_port()
@@ -173,7 +139,6 @@ class Influxd:
             self.rpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.config_path = self.root / "influxdb.conf"
-        self.log_path = self.root / "influxd.log"
         self.config_path.write_text(
             _CONFIG.format(
                 root=self.root,
@@ -182,56 +147,18 @@ class Influxd:
                 max_row_limit=int(max_row_limit),
             )
         )
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        """Return the process id while the server runs, else None."""
-        if self._proc is None or self._proc.poll() is not None:
-            return None
-        return self._proc.pid
+    def command(self) -> list[str]:
+        """Run the server on its own configuration."""
+        return [self.binary, "run", "-config", str(self.config_path)]
 
-    @property
-    def running(self) -> bool:
-        """Tell whether the server process is alive."""
-        return self.pid is not None
+    def ready(self) -> bool:
+        """Tell whether ``/ping`` answers."""
+        return self.ping()
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start the server and return once ``/ping`` answers.
-
-        Raises `InfluxdError` with the tail of the server's log if it exits
-        or does not answer within ``timeout`` seconds (the process is then
-        stopped).
-        """
-        if self.running:
-            return
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._proc = subprocess.Popen(
-                [self.binary, "run", "-config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_child_setup,  # noqa: PLW1509 - no threads start servers
-            )
-        finally:
-            log.close()
-        _RUNNING.add(self)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                _RUNNING.discard(self)
-                raise InfluxdError(f"influxd exited with {code} at start:\n{self.log_tail()}")
-            if self.ping():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise InfluxdError(
-                    f"influxd did not answer {self.url}/ping within {timeout:g} s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+    def not_ready(self) -> str:
+        """Say that ``/ping`` did not answer."""
+        return f"did not answer {self.url}/ping"
 
     def ping(self) -> bool:
         """Tell whether ``/ping`` answers 204 now."""
@@ -241,36 +168,7 @@ class Influxd:
         except (OSError, urllib.error.URLError):
             return False
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop the server: SIGTERM by pid, wait, then SIGKILL.  Does nothing if stopped."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self._proc = None
-        _RUNNING.discard(self)
-
-    def kill(self) -> None:
-        """Kill the server with SIGKILL (a crash) and reap it."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        self._proc = None
-        _RUNNING.discard(self)
-
-    def restart(self, timeout: float = START_TIMEOUT) -> None:
+    def restart(self, timeout: float | None = None) -> None:
         """Stop and start again on the same data directory and port."""
         self.stop()
         self.start(timeout)
@@ -295,20 +193,3 @@ class Influxd:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read() or b"{}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        """Return the last ``lines`` lines of the server's log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Influxd:
-        """Start the server."""
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Stop the server."""
-        self.stop()

@@ -10,8 +10,6 @@ what it observed as JSON; the test checks it.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402
+
+from tests.integration.child import child_main, run_child  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -156,32 +156,6 @@ async def scenario(reactor: Any) -> dict[str, Any]:
     return report
 
 
-def _child_main() -> int:
-    """Run the scenario on the asyncio reactor; print the JSON result last."""
-    from scada.app import install_reactor
-
-    reactor, _loop = install_reactor()
-    from twisted.internet.defer import Deferred
-
-    result: dict[str, Any] = {}
-
-    def start() -> None:
-        d = Deferred.fromCoroutine(scenario(reactor))
-        d.addCallbacks(lambda value: result.update(result=value),
-                       lambda failure: result.update(crash=failure.getTraceback()))
-        d.addBoth(lambda _: reactor.stop())
-
-    def too_long() -> None:
-        result["crash"] = "the scenario did not finish in 60 s"
-        reactor.stop()
-
-    reactor.callWhenRunning(start)
-    reactor.callLater(60, too_long)
-    reactor.run()
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
-    return 0
-
-
 # ---------------------------------------------------------------------------
 # Test process side
 # ---------------------------------------------------------------------------
@@ -190,12 +164,7 @@ def _child_main() -> int:
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     """Run the scenario once in a child process and return what it observed."""
-    proc = subprocess.run([sys.executable, __file__], cwd=ROOT, capture_output=True, text=True, timeout=90)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the child printed nothing (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    result = json.loads(lines[-1])
-    assert "crash" not in result, f"{result['crash']}\n--- stderr:\n{proc.stderr[-4000:]}"
-    return result["result"]
+    return run_child(__file__)
 
 
 def test_a_modem_is_identified_and_its_meter_answers_through_the_link(report: dict[str, Any]) -> None:
@@ -244,4 +213,4 @@ def test_an_unknown_modem_is_held_then_closed_and_counted(report: dict[str, Any]
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main())
+    raise SystemExit(child_main(lambda reactor, _loop: scenario(reactor), sys.argv))

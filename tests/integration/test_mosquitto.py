@@ -12,7 +12,6 @@ reports what arrived as JSON on its last line.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
+from tests.integration.child import child_main, run_child  # noqa: E402
 from tests.integration.mosquitto import Mosquitto, mosquitto_binary  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -127,47 +127,9 @@ async def scenario(reactor: Any, loop: Any, port: int, restart: dict | None) -> 
     return report
 
 
-def _child_main(argv: list[str]) -> int:
-    """Run the scenario with JSON arguments ``argv[1]``; print the JSON result last."""
-    from scada.app import install_reactor
-
-    reactor, loop = install_reactor()
-    from twisted.internet.defer import Deferred
-
-    kwargs = json.loads(argv[1])
-    result: dict[str, Any] = {}
-
-    def start() -> None:
-        d = Deferred.fromCoroutine(scenario(reactor, loop, **kwargs))
-        d.addCallbacks(lambda value: result.update(result=value),
-                       lambda failure: result.update(crash=failure.getTraceback()))
-        d.addBoth(lambda _: reactor.stop())
-
-    def too_long() -> None:
-        result["crash"] = "the scenario did not finish in 60 s"
-        reactor.stop()
-
-    reactor.callWhenRunning(start)
-    reactor.callLater(60, too_long)
-    reactor.run()
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
-    return 0
-
-
 # ---------------------------------------------------------------------------
 # Test process side
 # ---------------------------------------------------------------------------
-
-
-def run_child(**kwargs: Any) -> dict[str, Any]:
-    """Run the scenario in a child process and return its report."""
-    proc = subprocess.run([sys.executable, __file__, json.dumps(kwargs)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=90)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the child printed nothing (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    report = json.loads(lines[-1])
-    assert "crash" not in report, f"{report['crash']}\n--- stderr:\n{proc.stderr[-4000:]}"
-    return report["result"]
 
 
 @pytest.fixture
@@ -198,15 +160,15 @@ def _check_delivery(report: dict[str, Any]) -> None:
 
 def test_uplinks_through_a_real_broker(mosquitto: Mosquitto) -> None:
     """Simulated ChirpStack events cross a real broker and become samples; bad messages are counted."""
-    report = run_child(port=mosquitto.port, restart=None)
+    report = run_child(__file__, {"port": mosquitto.port, "restart": None})
     _check_delivery(report)
     assert report["subscriber"]["connects"] == 1
 
 
 def test_subscriber_reconnects_after_broker_restart(mosquitto: Mosquitto) -> None:
     """The broker goes away and comes back on the same port: the subscriber reconnects and reads on."""
-    report = run_child(port=mosquitto.port, restart={"pid": mosquitto.pid, "root": str(mosquitto.root / "again"),
-                                                     "binary": mosquitto.binary})
+    restart = {"pid": mosquitto.pid, "root": str(mosquitto.root / "again"), "binary": mosquitto.binary}
+    report = run_child(__file__, {"port": mosquitto.port, "restart": restart})
     _check_delivery(report)
     assert report["subscriber"]["connects"] == 2
     assert report["subscriber"]["connect_failures"] >= 1
@@ -214,4 +176,4 @@ def test_subscriber_reconnects_after_broker_restart(mosquitto: Mosquitto) -> Non
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main(sys.argv))
+    raise SystemExit(child_main(scenario, sys.argv))

@@ -16,7 +16,6 @@ import email
 import email.policy
 import json
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -30,18 +29,14 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
+from tests.integration.child import child_main, run_child  # noqa: E402
+from tests.integration.servers import free_port  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 SITE = "Демо-УК"
 ALARM = "leak:kv12.status:leak"
 MESSAGE = "Протечка: kv12 (kv12.status)"
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------
@@ -106,33 +101,6 @@ async def scenario(reactor: Any, notifications: dict[str, Any], expect: int) -> 
     }
 
 
-def _child_main(argv: list[str]) -> int:
-    """Run the scenario with JSON keyword arguments ``argv[1]``; print the JSON result last."""
-    from scada.app import install_reactor
-
-    reactor, _loop = install_reactor()
-    from twisted.internet.defer import Deferred
-
-    kwargs = json.loads(argv[1])
-    result: dict[str, Any] = {}
-
-    def start() -> None:
-        d = Deferred.fromCoroutine(scenario(reactor, **kwargs))
-        d.addCallbacks(lambda value: result.update(result=value),
-                       lambda failure: result.update(crash=failure.getTraceback()))
-        d.addBoth(lambda _: reactor.stop())
-
-    def too_long() -> None:
-        result["crash"] = "the scenario did not finish in 60 s"
-        reactor.stop()
-
-    reactor.callWhenRunning(start)
-    reactor.callLater(60, too_long)
-    reactor.run()
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
-    return 0
-
-
 # ---------------------------------------------------------------------------
 # Test process side: the servers
 # ---------------------------------------------------------------------------
@@ -140,15 +108,7 @@ def _child_main(argv: list[str]) -> int:
 
 def run_notifier(notifications: dict[str, Any], expect: int) -> dict[str, Any]:
     """Run the scenario in a child process and return its result."""
-    proc = subprocess.run(
-        [sys.executable, __file__, json.dumps({"notifications": notifications, "expect": expect})],
-        cwd=ROOT, capture_output=True, text=True, timeout=90,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the child printed nothing (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    report = json.loads(lines[-1])
-    assert "crash" not in report, f"{report['crash']}\n--- stderr:\n{proc.stderr[-4000:]}"
-    return report["result"]
+    return run_child(__file__, {"notifications": notifications, "expect": expect})
 
 
 class HookServer:
@@ -342,4 +302,4 @@ def test_silent_servers_time_out() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main(sys.argv))
+    raise SystemExit(child_main(lambda reactor, _loop, **kwargs: scenario(reactor, **kwargs), sys.argv))

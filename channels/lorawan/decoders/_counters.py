@@ -117,6 +117,17 @@ def number(options: Mapping[str, Any], key: str, default: float | None, where: s
     return float(value)
 
 
+def pulse_options(options: Mapping[str, Any], where: str) -> dict[str, float]:
+    """Return a pulse input's ``litres_per_pulse`` (required, > 0) and ``initial_m3`` (>= 0, default 0).
+
+    ``initial_m3`` is the meter's reading when the counter read 0 (see :func:`advance`).
+    """
+    return {
+        "litres_per_pulse": number(options, "litres_per_pulse", None, where, positive=True),
+        "initial_m3": number(options, "initial_m3", 0.0, where),
+    }
+
+
 def point_name(options: Mapping[str, Any], key: str, default: str, where: str) -> str:
     """Return option ``key`` as a point name: the ``<point>`` half of ``<device>.<point>``."""
     value = options.get(key, default)

@@ -40,9 +40,9 @@ from channels.lorawan.decoders import Decoded, DecodeError, PointDef
 from channels.lorawan.decoders._counters import (
     advance,
     device_time,
-    number,
     options_mapping,
     point_name,
+    pulse_options,
     pulses_for,
     reject_unknown,
     u32_time,
@@ -68,12 +68,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict:
     point = point_name(options, "point", "volume_m3", "")
     if point == PULSES_POINT:
         raise ValueError(f"point: {point!r} is the raw count's point; choose another name")
-    return {
-        "litres_per_pulse": number(options, "litres_per_pulse", None, "", positive=True),
-        "initial_m3": number(options, "initial_m3", 0.0, ""),
-        "counter_bits": bits,
-        "point": point,
-    }
+    return {**pulse_options(options, ""), "counter_bits": bits, "point": point}
 
 
 def points(options: Mapping[str, Any] | None) -> list[PointDef]:

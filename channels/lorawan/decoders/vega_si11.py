@@ -52,9 +52,9 @@ from channels.lorawan.decoders import Decoded, DecodeError, PointDef
 from channels.lorawan.decoders._counters import (
     advance,
     device_time,
-    number,
     options_mapping,
     point_name,
+    pulse_options,
     pulses_for,
     reject_unknown,
     u32_time,
@@ -102,11 +102,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict:
         if name in used:
             raise ValueError(f"{where}name: {name!r} is already {used[name]}")
         used[name] = f"input {n}'s point"
-        inputs[n] = {
-            "name": name,
-            "litres_per_pulse": number(raw, "litres_per_pulse", None, where, positive=True),
-            "initial_m3": number(raw, "initial_m3", 0.0, where),
-        }
+        inputs[n] = {"name": name, **pulse_options(raw, where)}
     return {"inputs": dict(sorted(inputs.items()))}
 
 
