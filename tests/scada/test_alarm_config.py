@@ -95,8 +95,8 @@ def cfg(tmp_path) -> SiteConfig:
     path.write_text(textwrap.dedent(SITE + ALARMS), encoding="utf-8")
     config, warnings = load_config(path)
     assert [p.message for p in warnings] == [
-        "alarms[3].tags[1]: rule 'stale': tag 'gvs.energy' cannot be checked: M-Bus device 'gvs' has no "
-        "profile, so its tags appear only at run time"]
+        "alarms[3].tags[1]: rule 'stale': tag 'gvs.energy' cannot be checked: device 'gvs' is an M-Bus "
+        "meter without a profile, so its tags appear only at run time"]
     return config
 
 
