@@ -59,6 +59,7 @@ bench: install system-deps
 	$(PY) bench/mbus_decode.py
 	$(PY) bench/historian.py
 	$(PY) bench/alarms.py
+	$(PY) bench/modems.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info

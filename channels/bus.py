@@ -539,6 +539,10 @@ class PolledChannel:
     Subclasses set ``_reactor``, ``scheduler``, ``link`` and ``devices``.
     """
 
+    #: Where in the first poll slot this channel's devices start (0 <= phase < 1);
+    #: the runtime staggers its channels so that they do not all poll at once.
+    phase = 0.0
+
     def start(self) -> None:
         """Open the link and start polling, devices spread over their period."""
         now = self._reactor.seconds()
@@ -546,7 +550,7 @@ class PolledChannel:
         for i, device in enumerate(self.devices):
             # Spreading first polls keeps bus load even instead of a burst of
             # every device at each period boundary.
-            self.scheduler.add_poller(device, now + min(device.period, 5.0) * i / count)
+            self.scheduler.add_poller(device, now + min(device.period, 5.0) * (i + self.phase) / count)
         self.link.start()
         self.scheduler.start()
 

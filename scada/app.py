@@ -197,8 +197,13 @@ class Runtime:
 
         # Before the channels: a modem may dial in as soon as the port is open.
         start_services(self)
-        for channel in self.channels:
+        count = len(self.channels)
+        for index, channel in enumerate(self.channels):
             channel.log_plan()
+            # Thousands of one-meter modem channels would otherwise all poll at
+            # the same instant every period (bench/modems.py: 82 % of the polls
+            # done in time instead of 97 %).
+            channel.phase = index / count
             channel.start()
         log.info("site %r running: %d channels, %d tags", self.cfg.site.name, len(self.channels), len(self.tags))
 

@@ -59,8 +59,8 @@ UNKNOWN_RECENT = 10
 #: Seconds between two log lines of one kind of rejected connection.
 LOG_EVERY = 60.0
 #: Listen backlog: after a restart of the server every modem redials within
-#: seconds, far more than the default backlog of 50 holds.
-BACKLOG = 1024
+#: seconds, far more than the default backlog of 50 holds (the kernel caps it at net.core.somaxconn).
+BACKLOG = 4096
 #: Timer slack for float rounding of re-armed deadlines.
 _SLACK = 1e-6
 
