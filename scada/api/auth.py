@@ -8,10 +8,12 @@ Every route declares who may call it, with the decorator under the route's::
     async def ack(request, alarm_id): ...
 
 Named sets (:mod:`scada.auth`): ``PUBLIC`` (no credentials), ``DATA``
-(metering data: every role, billing included), ``READ`` (operations views:
-alarms, journal, live feed, channels; every role but billing), ``ACT``
-(alarm actions: operator, crew, engineer), ``ENGINEERING`` (out of service,
-simulator, manual readings: engineer), ``ADMIN``, ``ANYONE``.  ``admin``
+(metering data: every human role, billing included), ``READ`` (operations
+views: alarms, journal, live feed, channels; every human role but billing),
+``ACT`` (alarm actions: operator, crew, engineer), ``ENGINEERING`` (out of
+service, simulator: engineer), ``MANUAL`` (hand readings: operator,
+engineer), ``INTEGRATION`` (uplinks pushed by ChirpStack or NB-IoT
+platforms: the ``integration`` role only), ``ADMIN``, ``ANYONE``.  ``admin``
 may always call a route that is not public.  :func:`check_routes` refuses
 an app with a route that declares nothing, so an endpoint cannot be
 forgotten; :func:`install` runs it again when the server starts.
