@@ -269,15 +269,14 @@ class SpawnedBroker:
 
 def _start_sim_uplinks(runtime: Any, broker: tuple[str, int] | None) -> None:
     """Let the simulated LoRaWAN/NB-IoT meters send uplinks: over MQTT if a broker is up, else HTTP."""
-    from channels.lorawan import decoders
     from channels.sim.chirpstack import HttpPublisher, MqttPublisher, SimUplinkDevice, SimUplinks
+    from scada.config.alarms import remote_points
 
     cfg, reactor, field = runtime.cfg, runtime.reactor, runtime.field
     devices = []
     for name, (device, _models) in field.uplink_devices.items():
-        points = [p.name for p in decoders.get(device.decoder).points(
-            decoders.get(device.decoder).check_options(device.decoder_options))] if device.decoder else \
-            [p.name for p in device.points]
+        # The site passed `scada check`, so its decoder and options are known good.
+        points = remote_points(device) or []
 
         def model(t: float, _name: str = name, _points: list[str] = points) -> dict[str, float]:
             return field.uplink_values(_name, _points, t)

@@ -24,7 +24,7 @@ from channels.modbus.points import TYPE_REGISTERS
 from channels.modbus.timing import STANDARD_BAUDRATES
 
 
-from .alarms import AlarmRuleConfig, AlarmSettings, PointAlarmConfig, StatusConfig, VerificationDate
+from .alarms import AlarmRuleConfig, AlarmSettings, PointAlarmConfig, StatusConfig, VerificationDate, _own
 from .durations import parse_duration, parse_size
 from .notify import NotificationsConfig
 from .remote import DevicePointConfig, ModemId, ModemServerConfig, MqttConfig
@@ -238,11 +238,6 @@ class Rs485Config(ConfigModel):
     delay_before_rx: Optional[Duration] = None
 
 
-def _at(kind: str, message: str, at: tuple[object, ...]) -> PydanticCustomError:
-    """Return an error about the key ``at`` of the model being validated (the loader finds its line)."""
-    return PydanticCustomError(kind, message.replace("{", "(").replace("}", ")"), {"at": at})
-
-
 def _check_window(value: str) -> str:
     """Accept a connection window such as ``daily 01:00-01:30``."""
     from channels.transports.window import parse_window
@@ -306,18 +301,18 @@ class TransportConfig(ConfigModel):
             shown = ", ".join(repr(k) for k in given) if given else "none"
             raise ValueError(f"set exactly one of 'serial', 'tcp', 'modem', 'mqtt' or 'udp' ({shown} given)")
         if self.connect is not None and self.tcp is None:
-            raise _at("transport_connect", "'connect' windows apply to 'tcp' transports (modems or converters "
+            raise _own("transport_connect", "'connect' windows apply to 'tcp' transports (modems or converters "
                       "in server mode)", ("connect",))
         if self.id_pattern is not None:
             if self.udp is None:
-                raise _at("transport_id_pattern", "'id_pattern' applies to 'udp' transports (NB-IoT datagrams)",
+                raise _own("transport_id_pattern", "'id_pattern' applies to 'udp' transports (NB-IoT datagrams)",
                           ("id_pattern",))
             from .remote import _check_id_pattern
 
             try:
                 _check_id_pattern(self.id_pattern)
             except ValueError as exc:
-                raise _at("transport_id_pattern", str(exc), ("id_pattern",)) from None
+                raise _own("transport_id_pattern", str(exc), ("id_pattern",)) from None
         return self
 
     @property
@@ -450,7 +445,7 @@ class ChannelConfig(ConfigModel):
             uses = {"modbus-rtu": "serial, tcp or modem", "modbus-tcp": "tcp", "mbus": "serial, tcp or modem",
                     "lorawan": "mqtt (or none: HTTP integration only)", "nbiot": "udp (or none: HTTP only)",
                     "manual": "none"}[self.type]
-            raise _at("channel_transport", f"a {self.type} channel cannot use a {kind!r} transport; it takes {uses}",
+            raise _own("channel_transport", f"a {self.type} channel cannot use a {kind!r} transport; it takes {uses}",
                       ("transport",))
         return self
 
