@@ -1,0 +1,1 @@
+"""Billing: billing periods, ПП 354 substitution rules for missing readings, readings per account."""
