@@ -43,6 +43,7 @@ from alarms.rules import (
     DEFAULT_LEVEL_PRIORITY,
     LEVELS,
     CommLossRule,
+    ImbalanceRule,
     LimitRule,
     RateRule,
     Rule,
@@ -327,10 +328,24 @@ class _Schedule:
         self.outdoor: float | None = None
 
 
+class _Imbalance:
+    """An imbalance alarm and the latest figures of its group: imbalance % and completeness %."""
+
+    __slots__ = ("alarm", "rule", "pct_tag", "completeness_tag", "pct", "completeness")
+
+    def __init__(self, alarm: Alarm, rule: ImbalanceRule, pct_tag: str, completeness_tag: str) -> None:
+        self.alarm = alarm
+        self.rule = rule
+        self.pct_tag = pct_tag
+        self.completeness_tag = completeness_tag
+        self.pct: float | None = None
+        self.completeness: float | None = None
+
+
 class _TagWatch:
     """Everything one tag's samples feed; lists are empty when a kind does not watch the tag."""
 
-    __slots__ = ("limits", "stale", "rates", "status", "schedules", "device", "resolved")
+    __slots__ = ("limits", "stale", "rates", "status", "schedules", "imbalances", "device", "resolved")
 
     def __init__(self) -> None:
         self.limits: list[Alarm] = []
@@ -338,6 +353,7 @@ class _TagWatch:
         self.rates: list[Alarm] = []
         self.status: list[tuple[int, Alarm]] = []
         self.schedules: list[_Schedule] = []
+        self.imbalances: list[_Imbalance] = []
         self.device: _Device | None = None
         self.resolved = False   # whether ``device`` was looked up in the tag table
 
@@ -505,6 +521,14 @@ class AlarmEngine:
             self._tag_watch(spec.tag).schedules.append(schedule)
             if spec.outdoor_tag != spec.tag:
                 self._tag_watch(spec.outdoor_tag).schedules.append(schedule)
+        elif isinstance(spec, ImbalanceRule):
+            for pct_tag, completeness_tag in spec.groups:
+                alarm = self._add(Alarm(alarm_id(spec.name, pct_tag), spec, "imbalance", Priority(spec.priority),
+                                        tag=pct_tag, device=self._device_of(pct_tag), limit=spec.threshold_pct,
+                                        lang=lang))
+                group = _Imbalance(alarm, spec, pct_tag, completeness_tag)
+                self._tag_watch(pct_tag).imbalances.append(group)
+                self._tag_watch(completeness_tag).imbalances.append(group)
         elif isinstance(spec, VerificationRule):
             for device, due in spec.due.items():
                 alarm = self._add(Alarm(alarm_id(spec.name, device), spec, "verification", Priority(spec.priority),
@@ -716,8 +740,39 @@ class AlarmEngine:
                     alarm = schedule.alarm
                     if raw is not alarm._raw:
                         self._condition(alarm, raw, schedule.supply, expected)
+            for group in watch.imbalances:
+                self._imbalance(group, name, value)
         except Exception as exc:  # noqa: BLE001 - never raise into the tag table
             self._fault(exc, f"sample of {sample[0]}")
+
+    def _imbalance(self, group: _Imbalance, name: str, value: float) -> None:
+        """Judge a balance group on its latest figures; too little apartment data suppresses the alarm."""
+        if name == group.pct_tag:
+            group.pct = value
+        if name == group.completeness_tag:
+            group.completeness = value
+        spec, alarm = group.rule, group.alarm
+        incomplete = group.completeness is not None and group.completeness < spec.min_completeness_pct
+        if incomplete != alarm.suppressed:
+            before = alarm.state
+            alarm.set_suppressed(incomplete)
+            alarm.suppressed_by = "completeness" if incomplete else None
+            self._settled(alarm)
+            note = render("note.imbalance_incomplete", self._lang, value=group.completeness,
+                          limit=spec.min_completeness_pct) if incomplete else ""
+            self._emit(alarm, "suppress" if incomplete else "unsuppress", before, comment=note)
+        if group.pct is None:
+            return
+        pct = group.pct
+        if spec.direction == "over":
+            excess = pct
+        elif spec.direction == "under":
+            excess = -pct
+        else:
+            excess = abs(pct)
+        raw = excess > (spec.threshold_pct - spec.deadband_pct if alarm._raw else spec.threshold_pct)
+        if raw is not alarm._raw:
+            self._condition(alarm, raw, round(pct, 2))
 
     def _watch_new(self, tag: str) -> _TagWatch:
         """Remember what a tag no rule names feeds: its device's comm-loss state, or nothing."""
@@ -885,6 +940,8 @@ class AlarmEngine:
         """Check verification dates (at start, then every hour)."""
         now = self._reactor.seconds()
         for alarm in self._verifications:
+            if alarm._due is None:
+                continue  # decommissioned: nothing to verify
             try:
                 left = days_left(alarm._due, now, self._tz)
                 if alarm.active and left != alarm.value:
@@ -893,6 +950,28 @@ class AlarmEngine:
             except Exception as exc:  # noqa: BLE001
                 self._fault(exc, f"verification of {alarm.id}")
         self._verify_call = self._reactor.callLater(VERIFY_EVERY, self._verify_tick)
+
+    def set_due(self, device: str, due: date | None) -> list[Alarm]:
+        """Move ``device``'s verification date (a verification or replacement was recorded); return its alarms.
+
+        ``None`` (the meter was decommissioned) clears them.  Re-evaluated at once.
+        """
+        changed = [a for a in self._verifications if a.device == device]
+        now = self._reactor.seconds()
+        for alarm in changed:
+            alarm._due = due
+            if due is not None:
+                alarm.limit = due.isoformat()
+            if not self._started:
+                continue  # the first check at start judges the new date
+            if due is None:
+                self._condition(alarm, False, None)
+                continue
+            left = days_left(due, now, self._tz)
+            if alarm.active:
+                alarm.value = left
+            self._condition(alarm, left <= alarm._within, left)
+        return changed
 
     # -- flood ----------------------------------------------------------------------------
 

@@ -130,3 +130,25 @@ class VerificationRule(Rule):
 
     due: dict[str, date] = field(default_factory=dict)
     within: float = 30.0
+
+
+@dataclass(frozen=True)
+class ImbalanceRule(Rule):
+    """Building balance: ОДПУ (building meter) against the sum of its ИПУ (apartment meters).
+
+    ``groups`` lists ``(imbalance_pct_tag, completeness_pct_tag)`` pairs,
+    the calculated tags the balance service publishes per building and
+    resource.  Active when the imbalance exceeds ``threshold_pct`` in the
+    watched ``direction`` (``both``: either sign; ``over``: the building
+    meter shows more than its apartments, losses or unmetered use;
+    ``under``: less, usually a faulty or bypassed building meter).  While
+    fewer than ``min_completeness_pct`` of the apartment meters had measured
+    data the figure proves nothing: the alarm is suppressed by design and
+    says why.
+    """
+
+    groups: tuple[tuple[str, str], ...] = ()
+    threshold_pct: float = 10.0
+    min_completeness_pct: float = 80.0
+    direction: str = "both"
+    deadband_pct: float = 0.0

@@ -21,6 +21,7 @@ from alarms.model import Priority
 from alarms.rules import (
     DEFAULT_LEVEL_PRIORITY,
     CommLossRule,
+    ImbalanceRule,
     LimitRule,
     RateRule,
     Rule,
@@ -32,6 +33,7 @@ from alarms.rules import (
 from alarms.schedule import parse_window
 from scada.config.alarms import (
     CommLossRuleConfig,
+    ImbalanceRuleConfig,
     LimitRuleConfig,
     PointAlarmConfig,
     RateRuleConfig,
@@ -56,7 +58,7 @@ def known_tags(cfg: Any) -> dict[str, str]:
     appear only at run time and are not listed.  System tags such as
     ``historian_backlog`` map to ``""``.
     """
-    return dict(site_tags(cfg.channels, cfg.profiles).tags)
+    return dict(site_tags(cfg.channels, cfg.profiles, getattr(cfg, "registry", None)).tags)
 
 
 def build_rules(cfg: Any) -> list[Rule]:
@@ -68,7 +70,7 @@ def build_rules(cfg: Any) -> list[Rule]:
     becomes one :class:`~alarms.rules.StatusRule` per device and declared
     status point, all with the rule's name.
     """
-    site = site_tags(cfg.channels, cfg.profiles)
+    site = site_tags(cfg.channels, cfg.profiles, getattr(cfg, "registry", None))
     timezone = cfg.site.timezone
     rules: list[Rule] = []
     for rule in cfg.alarms:
@@ -103,6 +105,11 @@ def _limit(name: str, spec: Any, tags: Iterable[str]) -> LimitRule:
 def _build(rule: Any, tags: tuple[str, ...], devices: tuple[str, ...], site: SiteTags,
            timezone: str) -> list[Rule]:
     """Return the spec(s) of one rule of the ``alarms:`` section (none if it watches nothing)."""
+    if isinstance(rule, ImbalanceRuleConfig):
+        groups = tuple(zip(tags[0::2], tags[1::2]))
+        return [ImbalanceRule(**_common(rule), groups=groups, threshold_pct=rule.threshold_pct,
+                              min_completeness_pct=rule.min_completeness_pct, direction=rule.direction,
+                              deadband_pct=rule.deadband_pct)] if groups else []
     if isinstance(rule, ScheduleRuleConfig):
         if not tags:
             return []

@@ -127,9 +127,37 @@ class Runtime:
 
         #: Hand readings: checked, stored in the operational store, written with quality ``manual``.
         self.manual = build_manual(self)
+        from scada.registry import RegistryService
+
+        #: Buildings, premises and meters: the configured registry plus the lifecycle events in the store.
+        self.registry = RegistryService.from_config(cfg, self.store, reactor.seconds)
+        # A recorded verification, replacement or decommissioning moves the meter's verification alarm;
+        # so do events recorded before this start.
+        self.registry.listeners.append(self._verification_moved)
+        current = self.registry.current()
+        for meter_id in {event.meter for event in self.store.meter_events()}:
+            try:
+                self._verification_moved(current.meter(meter_id))
+            except KeyError:
+                pass  # events of a meter no longer configured
+        #: The balance service (ОДПУ against Σ ИПУ over a rolling window); None without balance groups.
+        self.balance = None
+        if cfg.balance.enabled and self.registry.current().balance_groups():
+            from scada.balance.service import BalanceService
+
+            self.balance = BalanceService(reactor, self.registry, self.historian, self.tags.update_many,
+                                          cfg.site.timezone, every=cfg.balance.every, window=cfg.balance.window,
+                                          settle=cfg.balance.settle)
+            for tagdef in self.balance.tagdefs():
+                self.tags.define(tagdef)
         #: What the runtime starts besides channels: the modem server, MQTT, UDP listeners, simulated uplinks.
         self.services = ServiceSet()
         self._running = False
+
+    def _verification_moved(self, meter) -> None:
+        """Give the verification alarm of ``meter``'s device the registry's date (None once decommissioned)."""
+        in_service = meter.decommissioned is None
+        self.alarms.set_due(meter.device, meter.next_verification if in_service else None)
 
     def _build_alarms(self, cfg, reactor):
         """Return the alarm engine over every configured rule (plus the historian's backlog) and its notifier."""
@@ -197,6 +225,19 @@ class Runtime:
 
         # Before the channels: a modem may dial in as soon as the port is open.
         start_services(self)
+        from scada.simhistory import start as start_simulated_history
+
+        # Before the channels: the archive book learns what the simulated
+        # history holds before the first archive walk; the samples follow in
+        # chunks on the reactor, so the API answers meanwhile.
+        filling = start_simulated_history(self)
+        if self.balance is not None:
+            # After the simulated history is in: the first window is judged on it.
+            if filling is not None and filling.finished is not None:
+                filling.finished.addBoth(lambda _: self.balance.start() if self._running else None)
+            else:
+                self.balance.start()
+            self.services.add("balance", self.balance.stop, self.balance.health)
         count = len(self.channels)
         for index, channel in enumerate(self.channels):
             channel.log_plan()

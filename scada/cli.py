@@ -245,11 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
-    from scada import cli_mbus, cli_readings, cli_users
+    from scada import cli_history, cli_mbus, cli_readings, cli_users
 
     cli_mbus.add_parser(sub)
     cli_users.add_parser(sub)
     cli_readings.add_parser(sub)
+    cli_history.add_parser(sub)
     return parser
 
 

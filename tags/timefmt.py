@@ -17,10 +17,11 @@ def iso_utc(ts: float) -> str:
     """
     if not math.isfinite(ts):
         raise ValueError(f"not a finite timestamp: {ts!r}")
-    # Round in whole milliseconds before splitting: truncating the float
-    # would print 1.123 as .122 because it is stored as 1.12299999...
-    seconds, millis = divmod(round(ts * 1000), 1000)
     try:
+        # Round in whole milliseconds before splitting: truncating the float
+        # would print 1.123 as .122 because it is stored as 1.12299999...
+        # (Beyond ~1.8e305 s, ts * 1000 is infinite and round() overflows too.)
+        seconds, millis = divmod(round(ts * 1000), 1000)
         moment = _EPOCH + timedelta(seconds=seconds)
     except OverflowError:
         raise ValueError(f"timestamp out of range: {ts!r}") from None

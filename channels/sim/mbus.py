@@ -211,10 +211,15 @@ class SimMBusMeter:
         status = 0
         return build.long_header(self.ident, self.manufacturer, self.version, self.medium, self.access, status)
 
-    def telegrams(self, t: float) -> list[bytes]:
-        """Return the user data (after CI) of every telegram of one read at unix time ``t``."""
+    def telegrams(self, t: float, archive: bool = True) -> list[bytes]:
+        """Return the user data (after CI) of every telegram of one read at unix time ``t``.
+
+        Without ``archive`` a heat meter's read ends after the telegram of
+        current values (the simulated history has no use for the archive's
+        twelve months at every hour it computes).
+        """
         if self.kind == "heat":
-            return self._heat(t)
+            return self._heat(t, archive)
         return [self._water(t)]
 
     def _archive_times(self, t: float, months: int) -> list[tuple[date, float]]:
@@ -222,7 +227,7 @@ class SimMBusMeter:
         local = self.meter_time(t)
         return [(d, calendar.timegm(d.timetuple()) - self.utc_offset) for d in month_starts(local, months)]
 
-    def _heat(self, t: float) -> list[bytes]:
+    def _heat(self, t: float, archive_too: bool = True) -> list[bytes]:
         v = self.model.values(t)
         now = self.meter_time(t).replace(second=0, microsecond=0)
         current = [
@@ -238,6 +243,9 @@ class SimMBusMeter:
             build.record(0x4, build.datetime_f(now), 0x6D),                            # meter clock
             build.record(0x1, int(v["error_code"]), b"\xfd\x17"),                      # error flags
         ]
+        header = self._header()
+        if not archive_too:
+            return [build.user_data(header, current, more_follows=True)]
         archive = []
         for storage, (day, when) in enumerate(self._archive_times(t, ARCHIVE_MONTHS), start=1):
             past = self.model.values(when)
@@ -245,7 +253,6 @@ class SimMBusMeter:
                            + build.record(0x4, int(round(past["energy_kwh"] * 10)), 0x05, storage=storage)
                            + build.record(0xC, _bcd_digits(past["volume_m3"], 0.01, 8), 0x14, storage=storage))
         halves = [archive[:ARCHIVE_PER_TELEGRAM], archive[ARCHIVE_PER_TELEGRAM:]]
-        header = self._header()
         return [
             build.user_data(header, current, more_follows=True),
             build.user_data(header, halves[0], more_follows=True),

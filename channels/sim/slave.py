@@ -217,7 +217,9 @@ class SimDevice:
                 if point.type == "f32" and abs(raw) > _F32_MAX:
                     raise ValueError(f"point {name!r}: {value:g} is out of range of {point.type}")
             else:
-                raw = round(raw)
+                # A huge value over a small scale is an infinite raw value: out of range, not an OverflowError.
+                if math.isfinite(raw):
+                    raw = round(raw)
                 low, high = _RAW_RANGE[point.type]
                 if not low <= raw <= high:
                     ends = sorted((low * point.scale + point.offset, high * point.scale + point.offset))

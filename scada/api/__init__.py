@@ -11,6 +11,7 @@ import functools
 import itertools
 import json as jsonlib
 import logging
+from urllib.parse import unquote
 
 from sanic import Sanic
 from sanic.exceptions import SanicException
@@ -18,15 +19,33 @@ from sanic.response import json
 
 from scada.api import auth as api_auth
 from scada.api.alarms import bp as alarms_blueprint
+from scada.api.billing import bp as billing_blueprint
+from scada.api.docs import bp as docs_blueprint
 from scada.api.integrations import bp as integrations_blueprint
 from scada.api.live import bp as live_blueprint
 from scada.api.readings import bp as readings_blueprint
+from scada.api.registry import bp as registry_blueprint
+from scada.api.reports import bp as reports_blueprint
 from scada.api.sim import bp as sim_blueprint
 from scada.api.v1 import bp as v1_blueprint
 from tags.historian import StoreUnavailable
 
 log = logging.getLogger(__name__)
 _counter = itertools.count()
+
+
+async def _decode_path_parameters(request) -> None:
+    """Request middleware: percent-decode the route's text path parameters.
+
+    Sanic hands them over as sent, so ``/alarms/b1-supply%3Ab1-heat.t_supply_c%3Ahi``
+    (an OpenAPI client encodes the ``:`` of an alarm id) would name no alarm.
+    Sanic's per-route ``unquote=True`` cannot be relied on: its routing tree
+    takes the flag from whichever route created a node first.
+    """
+    params = request.match_info
+    if params:
+        request.match_info = {key: unquote(value) if isinstance(value, str) else value
+                              for key, value in params.items()}
 
 
 def build_app(runtime, name: str | None = None) -> Sanic:
@@ -37,6 +56,7 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.ctx.runtime = runtime
+    app.on_request(_decode_path_parameters, priority=2000)  # before anything reads them
     # Authentication first: its middleware checks every route registered after it too.
     api_auth.install(app)
     app.blueprint(v1_blueprint)
@@ -44,7 +64,12 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.blueprint(live_blueprint)
     app.blueprint(sim_blueprint)
     app.blueprint(readings_blueprint)
+    app.blueprint(registry_blueprint)
+    app.blueprint(billing_blueprint)
+    app.blueprint(reports_blueprint)
     app.blueprint(integrations_blueprint)
+    # The API's description (GET /api/v1/openapi.json, /api/v1/docs) is built from every route registered.
+    app.blueprint(docs_blueprint)
 
     async def on_error(request, exception):
         if isinstance(exception, StoreUnavailable):

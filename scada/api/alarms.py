@@ -21,6 +21,8 @@ from sanic.response import HTTPResponse, json
 from alarms.engine import AlarmConflict, UnknownAlarm
 from scada.api.auth import ACT, ENGINEERING, READ, roles
 from scada.api.common import check_text, error, json_body, lang, text_field
+from scada.api.openapi import LANG, TIME_TO, XLSX, component, doc, json_or_file, param
+from scada.reports.export import Sheet, csv_cell, xlsx_bytes
 from tags.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,6 @@ MAX_BULK = 1000
 MAX_XLSX = 50_000
 #: A refused bulk ack names at most this many of its alarms in the journal.
 MAX_DENIED_IDS = 20
-#: What a CSV cell must not start with, lest a spreadsheet take it for a formula (OWASP: CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 #: Journal columns: key, Russian header, English header.
 COLUMNS = (
@@ -53,6 +53,30 @@ COLUMNS = (
     ("value", "Значение", "Value"),
     ("message", "Сообщение", "Message"),
 )
+
+
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+ALARM = component("Alarm", {
+    "type": "object",
+    "description": "One alarm (ISA-18.2): its state, what raised it, who acknowledged, shelved or commented it.",
+    "required": ["id", "rule", "kind", "state", "active", "priority", "message"],
+    "properties": {
+        "id": {"type": "string"}, "rule": {"type": "string"}, "kind": {"type": "string"}, "tag": _TEXT_OR_NULL,
+        "device": _TEXT_OR_NULL, "level": _TEXT_OR_NULL, "priority": {"type": "string"},
+        "state": {"type": "string"}, "active": {"type": "boolean"}, "active_since": _TIME_OR_NULL,
+        "value": {"type": ["number", "string", "null"]}, "limit": {"type": ["number", "string", "null"]},
+        "message": {"type": "string"}, "acked_by": _TEXT_OR_NULL, "acked_at": _TIME_OR_NULL,
+        "count": {"type": "integer"}, "shelved_until": _TIME_OR_NULL, "shelved_by": _TEXT_OR_NULL,
+        "shelve_reason": _TEXT_OR_NULL, "suppressed_by": _TEXT_OR_NULL, "out_of_service": {"type": "boolean"},
+        "out_of_service_by": _TEXT_OR_NULL, "out_of_service_reason": _TEXT_OR_NULL,
+        "comments": {"type": "array", "items": {"type": "object"}}}})
+_ONE_ALARM = {"type": "object", "required": ["alarm"], "properties": {"alarm": ALARM}}
+_ALARM_ID = param("Alarm id, as the list shows it (e.g. b1-supply:b1-heat.t_supply_c:hi)", location="path",
+                  example="b1-supply:b1-heat.t_supply_c:hi")
+_COMMENT = {"type": "string", "maxLength": MAX_COMMENT}
+#: What every action on one alarm answers besides 200.
+_ACTION_ERRORS = {400: "a bad body", 404: "no alarm of that id", 409: "the alarm's state does not allow it"}
 
 
 def _engine(request):
@@ -141,6 +165,12 @@ async def record_denied(request, response):
 
 @bp.get("")
 @roles(*READ)
+@doc(params={"state": param("State group", enum=STATES, default="active"), "lang": LANG},
+     responses={200: {"type": "object", "required": ["alarms", "flood", "summary"],
+                      "properties": {"alarms": {"type": "array", "items": ALARM},
+                                     "flood": {"description": "the flood alarm, or null"},
+                                     "summary": {"type": "object"}}},
+                400: "an unknown state"})
 async def list_alarms(request):
     """List alarms in a state group: active (default), unacked, shelved, suppressed, out_of_service, all."""
     state = request.args.get("state", "active")
@@ -154,6 +184,15 @@ async def list_alarms(request):
 
 @bp.get("/journal")
 @roles(*READ)
+@doc(params={"from": param("Start, ISO 8601; default a week before `to`", format="date-time"), "to": TIME_TO,
+             "format": param("Answer format", enum=("json", "csv", "xlsx"), default="json"),
+             "alarm": param("Only this alarm's entries"), "lang": LANG},
+     responses={200: json_or_file({"type": "object", "required": ["from", "to", "entries"],
+                                   "properties": {"from": {"type": "string", "format": "date-time"},
+                                                  "to": {"type": "string", "format": "date-time"},
+                                                  "entries": {"type": "array", "items": {"type": "object"}}}},
+                                  "text/csv", XLSX, description="The entries, oldest first: JSON, CSV or XLSX."),
+                400: "a bad time, format or parameter; too many entries"})
 async def journal(request):
     """Return journal entries between ``from`` and ``to`` (default: the last week) as JSON, CSV or XLSX.
 
@@ -207,54 +246,26 @@ async def journal(request):
 
 
 def _csv_cell(value):
-    """Return a CSV cell's value; text a spreadsheet would run as a formula gets a leading ``'``.
-
-    Numbers stay as they are (``-3.5`` is a value, not a formula).
-    """
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    """Return a CSV cell's value, formula-safe (`scada.reports.export.csv_cell`)."""
+    return csv_cell(value)
 
 
 def _xlsx(headers: list[str], table: list[list], language: str) -> bytes:
-    """Return the journal as an XLSX workbook (write-only: rows are streamed, not kept as cell objects)."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-    from openpyxl.styles import Font
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("Журнал тревог" if language == "ru" else "Alarm journal")
-    sheet.freeze_panes = "A2"
-    for column, width in zip("ABCDEFGHIJK", (25, 40, 14, 16, 16, 16, 40, 10, 28, 12, 60)):
-        sheet.column_dimensions[column].width = width
-    bold = Font(bold=True)
-    header_cells = []
-    for text in headers:
-        cell = WriteOnlyCell(sheet, value=text)
-        cell.font = bold
-        header_cells.append(cell)
-    sheet.append(header_cells)
-
-    def text_cell(value: str):
-        # Operator text is text: control characters would make openpyxl refuse the cell (a 500 for the
-        # whole export), and a comment starting with "=" would become a live formula in Excel.
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if not value.startswith("="):
-            return value
-        cell = WriteOnlyCell(sheet, value=value)
-        cell.data_type = "s"
-        return cell
-
-    for row in table:
-        sheet.append([text_cell(v) if isinstance(v, str) else v for v in row])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    """Return the journal as an XLSX workbook (`scada.reports.export.xlsx_bytes`)."""
+    return xlsx_bytes([Sheet("Журнал тревог" if language == "ru" else "Alarm journal", headers, table,
+                             (25, 40, 14, 16, 16, 16, 40, 10, 28, 12, 60))])
 
 
 @bp.post("/ack")
 @roles(*ACT)
+@doc(body={"type": "object", "required": ["ids"],
+           "properties": {"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_BULK},
+                          "comment": _COMMENT}},
+     responses={200: {"type": "object", "required": ["acked", "errors"],
+                      "properties": {"acked": {"type": "array", "items": {"type": "string"}},
+                                     "errors": {"type": "object", "additionalProperties": {"type": "string"},
+                                                "description": "why each alarm not acknowledged was not"}}},
+                400: "a bad body"})
 async def ack_many(request):
     """Acknowledge several alarms: ``{"ids": [...], "comment": "..."}``; answers what was acked and why not."""
     try:
@@ -274,6 +285,7 @@ async def ack_many(request):
 
 @bp.get("/<alarm_id:str>")
 @roles(*READ)
+@doc(params={"alarm_id": _ALARM_ID, "lang": LANG}, responses={200: _ONE_ALARM, 404: "no alarm of that id"})
 async def one_alarm(request, alarm_id: str):
     """Return one alarm (its journal: GET /alarms/journal?alarm=ID)."""
     try:
@@ -285,6 +297,8 @@ async def one_alarm(request, alarm_id: str):
 
 @bp.post("/<alarm_id:str>/ack")
 @roles(*ACT)
+@doc(params={"alarm_id": _ALARM_ID}, body={"type": "object", "properties": {"comment": _COMMENT}},
+     body_required=False, responses={200: _ONE_ALARM, **_ACTION_ERRORS})
 async def ack(request, alarm_id: str):
     """Acknowledge one alarm, with an optional ``comment``."""
     return await _act(request, alarm_id, lambda e, b, u: e.ack(alarm_id, u, _text(b, "comment")))
@@ -303,6 +317,12 @@ def _minutes(body: dict, max_seconds: float) -> float:
 
 @bp.post("/<alarm_id:str>/shelve")
 @roles(*ACT)
+@doc(params={"alarm_id": _ALARM_ID},
+     body={"type": "object", "required": ["minutes", "reason"],
+           "properties": {"minutes": {"type": "number", "exclusiveMinimum": 0,
+                                      "description": "at most alarm_settings.max_shelve"},
+                          "reason": {**_COMMENT, "minLength": 1}}},
+     responses={200: _ONE_ALARM, **_ACTION_ERRORS})
 async def shelve(request, alarm_id: str):
     """Shelve an alarm for ``minutes`` with a ``reason``; it comes back by itself when the time is up."""
     max_seconds = request.app.ctx.runtime.cfg.alarm_settings.max_shelve
@@ -312,6 +332,8 @@ async def shelve(request, alarm_id: str):
 
 @bp.post("/<alarm_id:str>/unshelve")
 @roles(*ACT)
+@doc(params={"alarm_id": _ALARM_ID}, body={"type": "object", "properties": {"comment": _COMMENT}},
+     body_required=False, responses={200: _ONE_ALARM, **_ACTION_ERRORS})
 async def unshelve(request, alarm_id: str):
     """Return a shelved alarm to service before its time."""
     return await _act(request, alarm_id, lambda e, b, u: e.unshelve(alarm_id, u, _text(b, "comment")))
@@ -319,6 +341,10 @@ async def unshelve(request, alarm_id: str):
 
 @bp.post("/<alarm_id:str>/comment")
 @roles(*ACT)
+@doc(params={"alarm_id": _ALARM_ID},
+     body={"type": "object", "required": ["comment"],
+           "properties": {"comment": {**_COMMENT, "minLength": 1}, "text": {**_COMMENT, "description": "the same"}}},
+     responses={200: _ONE_ALARM, **_ACTION_ERRORS})
 async def comment(request, alarm_id: str):
     """Add a ``comment`` to an alarm's record (``text`` is accepted too)."""
 
@@ -333,6 +359,9 @@ async def comment(request, alarm_id: str):
 
 @bp.post("/<alarm_id:str>/out_of_service")
 @roles(*ENGINEERING)
+@doc(params={"alarm_id": _ALARM_ID},
+     body={"type": "object", "required": ["reason"], "properties": {"reason": {**_COMMENT, "minLength": 1}}},
+     responses={200: _ONE_ALARM, **_ACTION_ERRORS})
 async def out_of_service(request, alarm_id: str):
     """Take an alarm out of service (``{"reason": ...}``), e.g. a meter being replaced."""
     return await _act(request, alarm_id,
@@ -341,6 +370,8 @@ async def out_of_service(request, alarm_id: str):
 
 @bp.post("/<alarm_id:str>/in_service")
 @roles(*ENGINEERING)
+@doc(params={"alarm_id": _ALARM_ID}, body={"type": "object", "properties": {"comment": _COMMENT}},
+     body_required=False, responses={200: _ONE_ALARM, **_ACTION_ERRORS})
 async def in_service(request, alarm_id: str):
     """Return an out-of-service alarm to service."""
     return await _act(request, alarm_id,

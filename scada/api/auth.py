@@ -71,6 +71,7 @@ from scada.auth import (
     verify_password,
 )
 from scada.api.common import check_text, error, json_body
+from scada.api.openapi import doc
 from scada.store import NotFound
 from tags.timefmt import iso_utc
 
@@ -366,8 +367,22 @@ def _too_many(username: str, wait: float, at_once: bool = False):
     return response
 
 
+_PRINCIPAL = {"type": "object", "required": ["user", "role", "token", "via"],
+              "properties": {"user": {"type": "string", "description": "the user, or token:<name> for an API token"},
+                             "role": {"type": "string"}, "token": {"type": ["string", "null"]},
+                             "via": {"enum": ["session", "token", "anonymous"]}, "auth": {"type": "boolean"}}}
+
+
 @bp.post("/login")
 @roles(PUBLIC)
+@doc(body={"type": "object", "required": ["username", "password"],
+           "properties": {"username": {"type": "string", "minLength": 1}, "password": {"type": "string"}}},
+     responses={200: {"type": "object", "required": ["token", "expires", "user", "role"],
+                      "properties": {"token": {"type": "string", "description": "send as 'Authorization: Bearer'"},
+                                     "expires": {"type": "string", "format": "date-time"},
+                                     "user": {"type": "string"}, "role": {"type": "string"}}},
+                400: "a bad body", 401: "wrong user name or password", 429: "too many failed logins for the name",
+                503: "the user store is not available"})
 async def login(request):
     """Check a user name and password; open a session (token in the body and an HttpOnly cookie).
 
@@ -448,6 +463,8 @@ async def _check_login(request, throttle: LoginThrottle, username: str, password
 
 @bp.post("/logout")
 @roles(ANYONE)
+@doc(responses={200: {"type": "object", "required": ["logged_out"], "properties": {"logged_out": {"type": "boolean"}}},
+                400: "the request carries an API token, not a session"})
 async def logout(request):
     """End the caller's login session and clear its cookie (API tokens are revoked with ``scada token``)."""
     user = request.ctx.user
@@ -464,6 +481,7 @@ async def logout(request):
 
 @bp.get("/me")
 @roles(ANYONE)
+@doc(responses={200: _PRINCIPAL})
 async def me(request):
     """Say who the caller is: user (or ``token:<name>``), role, API token name, how authenticated."""
     return json(request.ctx.user.to_json() | {"auth": request.app.ctx.runtime.cfg.api.auth})

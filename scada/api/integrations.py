@@ -22,12 +22,21 @@ from sanic.response import json
 
 from scada.api.auth import roles
 from scada.api.common import error
+from scada.api.openapi import doc, param
 from scada.auth import INTEGRATION
 
 bp = Blueprint("api_v1_integrations", url_prefix="/api/v1/integrations")
 
 #: Largest uplink body accepted (a ChirpStack event is 1-2 kB; NB-IoT payloads are smaller).
 MAX_BODY = 64 * 1024
+
+
+_RECEIVED = {"type": "object", "description": "An uplink: the device, samples taken, whether it was a duplicate; "
+                                            "another event: the event and the device (null if unknown).",
+             "properties": {"device": {"type": ["string", "null"]}, "samples": {"type": "integer"},
+                            "duplicate": {"type": "boolean"}, "event": {"type": "string"}}}
+_UPLINK_ERRORS = {400: "a bad body or parameter", 404: "no LoRaWAN/NB-IoT channel on this site, or an unknown device",
+                  413: f"a body larger than {MAX_BODY} bytes"}
 
 
 def _hub(request):
@@ -71,6 +80,10 @@ def _take(request, param: str, take, missing: str | None = None):
 
 @bp.post("/chirpstack")
 @roles(INTEGRATION)
+@doc(params={"event": param("ChirpStack event type", required=True,
+                            enum=("up", "join", "status", "ack", "txack", "log", "location", "integration"))},
+     body={"type": "object", "description": "The event as ChirpStack v4 posts it (JSON)"},
+     responses={200: _RECEIVED, **_UPLINK_ERRORS})
 async def chirpstack(request):
     """Take one ChirpStack v4 HTTP integration event."""
     return _take(request, "event", lambda hub, body, event: hub.chirpstack(body, event),
@@ -79,6 +92,16 @@ async def chirpstack(request):
 
 @bp.post("/uplink")
 @roles(INTEGRATION)
+@doc(params={"id": param("The meter's ID, for a raw (application/octet-stream) body")},
+     body={"content": {"application/json": {"schema": {
+         "type": "object",
+         "description": 'the meter ("id", e.g. its IMEI) and exactly one of "data" (base64), "hex" or "values"',
+         "properties": {"id": {"type": ["string", "integer"]}, "data": {"type": "string"}, "hex": {"type": "string"},
+                        "values": {"type": "object", "additionalProperties": {"type": "number"}},
+                        "time": {"type": ["string", "number"]}, "seq": {"type": "integer"},
+                        "port": {"type": "integer"}, "messageId": {"type": "string"}}}},
+         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     responses={200: _RECEIVED, **_UPLINK_ERRORS})
 async def uplink(request):
     """Take one NB-IoT reading (JSON, or raw bytes with ``?id=``)."""
     def take(hub, body, device_id):

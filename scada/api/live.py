@@ -38,6 +38,7 @@ from sanic import Blueprint
 from scada.api import auth as api_auth
 from scada.api.auth import READ, roles
 from scada.api.common import check_text, lang
+from scada.api.openapi import doc
 from tags.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ def _handle(client: _Client, raw) -> None:
 
 @bp.websocket("/live")
 @roles(*READ)
+@doc(description=__doc__)  # the protocol above, on the docs page (OpenAPI cannot describe a WebSocket)
 async def live(request, ws):
     """Push tag changes (by subscribed prefix) and alarm transitions until the client goes."""
     runtime = request.app.ctx.runtime

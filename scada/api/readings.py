@@ -24,6 +24,7 @@ from sanic.response import json
 
 from scada.api.auth import DATA, roles
 from scada.api.common import error, json_body
+from scada.api.openapi import TIME_TO, component, doc, param
 from scada.auth import MANUAL
 from scada.manual import FUTURE_SLACK_S, MAX_ROWS, ManualError, build_manual, check_source
 from scada.store import StoreError
@@ -37,6 +38,21 @@ MAX_LIST = 100_000
 #: What a list covers when ``from`` is not given: a year of hand readings.
 LIST_SPAN_S = 366 * 86400
 _BODY = '{"tag" or "serial": ..., "ts": ..., "value": ...} or {"readings": [...]}'
+
+READING = component("ManualReadingIn", {
+    "type": "object",
+    "description": "One hand reading: the meter by tag or by serial number (one of them), its time and value.",
+    "required": ["ts", "value"],
+    "properties": {"tag": {"type": "string", "description": "<device>.<point>"},
+                   "serial": {"type": "string", "description": "the meter's serial number"},
+                   "ts": {"type": ["string", "number"],
+                          "description": "ISO 8601 time with an offset (e.g. 2026-11-20T10:00:00+03:00), "
+                                         "or Unix seconds"},
+                   "value": {"type": "number", "description": "the register's reading"},
+                   "replacement": {"type": "boolean", "description": "the meter was replaced: a lower value is "
+                                                                     "no error"},
+                   "comment": {"type": "string", "maxLength": 500}}})
+_SOURCE = {"type": "string", "description": '"api" (default) or "import:<file name>"'}
 
 
 def _manual(request):
@@ -76,6 +92,21 @@ def _batch(body: dict) -> tuple[list, str]:
 
 @bp.post("/manual")
 @roles(MANUAL)
+@doc(body={"oneOf": [{"allOf": [READING, {"type": "object", "properties": {"source": _SOURCE}}]},
+                     {"type": "object", "required": ["readings"],
+                      "properties": {"readings": {"type": "array", "items": READING, "minItems": 1,
+                                                  "maxItems": MAX_ROWS},
+                                     "source": _SOURCE}}]},
+     responses={200: {"type": "object", "required": ["accepted", "duplicates", "results"],
+                      "properties": {"accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+                                     "results": {"type": "array", "items": {"type": "object"}}}},
+                400: ("Bad rows: every one named, nothing stored.", {
+                    "type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "string"},
+                                   "problems": {"type": "array", "items": {
+                                       "type": "object", "properties": {"row": {"type": ["integer", "null"]},
+                                                                        "message": {"type": "string"}}}}}}),
+                503: "the store cannot take the readings now; nothing was stored"})
 async def enter(request):
     """Check and store manual readings (quality ``manual``); answer what became of each."""
     try:
@@ -100,6 +131,13 @@ async def enter(request):
 
 @bp.get("/manual")
 @roles(DATA)
+@doc(params={"tag": param("Only this tag's readings", example="b2-kv07-cold.volume_m3"),
+             "from": param("Start, ISO 8601; default a year before `to`", format="date-time"), "to": TIME_TO},
+     responses={200: {"type": "object", "required": ["from", "to", "readings"],
+                      "properties": {"from": {"type": "string", "format": "date-time"},
+                                     "to": {"type": "string", "format": "date-time"},
+                                     "readings": {"type": "array", "items": {"type": "object"}}}},
+                400: "a bad time or parameter; too many readings", 404: "an unknown tag"})
 async def listing(request):
     """List stored manual readings between ``from`` and ``to`` (default: the last year), of one ``tag`` if given."""
     from scada.api.v1 import BadRequest, _range_args

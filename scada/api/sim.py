@@ -19,8 +19,16 @@ from sanic.response import json
 
 from scada.api.auth import ENGINEERING, roles
 from scada.api.common import error, json_body
+from scada.api.openapi import doc, param
 
 bp = Blueprint("api_v1_sim", url_prefix="/api/v1/sim")
+
+
+_STATE = {"type": "object", "required": ["device", "overrides", "fault"],
+          "properties": {"device": {"type": "string"},
+                         "overrides": {"type": "object", "additionalProperties": {"type": "number"}},
+                         "fault": {"type": ["string", "null"]}}}
+_DEVICE = param("Simulated device name", location="path", example="b1-heat")
 
 
 def _field(request, name: str):
@@ -46,6 +54,7 @@ def _check_point(device: str, names: tuple[str, ...], point: str) -> None:
 
 @bp.get("/devices/<name:str>")
 @roles(*ENGINEERING)
+@doc(params={"name": _DEVICE}, responses={200: _STATE, 404: "not a simulated site, or no such simulated device"})
 async def get_device(request, name: str):
     """Return a simulated device's overrides and fault."""
     field, refused = _field(request, name)
@@ -56,6 +65,16 @@ async def get_device(request, name: str):
 
 @bp.post("/devices/<name:str>")
 @roles(*ENGINEERING)
+@doc(params={"name": _DEVICE},
+     body={"type": "object", "minProperties": 1,
+           "properties": {"set": {"type": "object", "additionalProperties": {"type": "number"},
+                                  "description": "point name -> value the meter answers from now on",
+                                  "example": {"t_supply_c": 130}},
+                          "clear": {"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
+                                    "description": "true: every override; or the points to clear"},
+                          "fault": {"type": "string", "enum": ["normal", "silent", "exception", "corrupt_crc", "slow"],
+                                    "description": "a communication fault; normal ends it"}}},
+     responses={200: _STATE, 400: "a bad body (nothing changed)", 404: "not a simulated site, or no such device"})
 async def control_device(request, name: str):
     """Set or clear value overrides and faults of a simulated device."""
     field, refused = _field(request, name)

@@ -10,6 +10,7 @@ from channels.archive import standard_offset
 from scada import gaps as gap_report
 from scada.api.auth import DATA, PUBLIC, READ, roles
 from scada.api.common import error
+from scada.api.openapi import TIME_TO, component, doc, param
 from scada.config import parse_duration
 from tags.timefmt import iso_utc, parse_iso
 
@@ -30,6 +31,21 @@ class BadRequest(Exception):
     """A query parameter the API cannot use; becomes a 400."""
 
 
+_TIME = {"type": "string", "format": "date-time"}
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+TAG_VALUE = component("TagValue", {
+    "type": "object",
+    "description": "A tag's current value with its quality and the time it was read.",
+    "required": ["name", "value", "unit", "quality", "ts"],
+    "properties": {"name": {"type": "string", "description": "<device>.<point>"},
+                   "value": {"description": "number, text or true/false; null before the first good read"},
+                   "unit": {"type": ["string", "null"]},
+                   "quality": {"type": "string", "description": "good, timeout, comm_loss, manual, ..."},
+                   "ts": _TIME_OR_NULL}})
+_TAG_NAME = param("Tag name, <device>.<point>", location="path", example="b1-heat.t_supply_c")
+_OBJECT_LIST = {"type": "array", "items": {"type": "object"}}
+
+
 def _runtime(request):
     return request.app.ctx.runtime
 
@@ -40,6 +56,14 @@ def _iso(ts):
 
 @bp.get("/health")
 @roles(PUBLIC)
+@doc(responses={200: {
+    "type": "object",
+    "required": ["status", "degraded", "uptime_s", "site", "tags", "channels", "history", "alarms", "services"],
+    "properties": {"status": {"const": "ok"},
+                   "degraded": {"type": "boolean", "description": "a link down, devices failing, history down"},
+                   "uptime_s": {"type": "number"}, "site": {"type": "string"}, "tags": {"type": "integer"},
+                   "channels": {"type": "object", "additionalProperties": {"type": "object"}},
+                   "history": {"type": "object"}, "alarms": {"type": "object"}, "services": {"type": "object"}}}})
 async def health(request):
     """Say the process is alive, with uptime and a summary per channel."""
     rt = _runtime(request)
@@ -82,6 +106,9 @@ def _history_health(historian) -> dict:
 
 @bp.get("/tags")
 @roles(DATA)
+@doc(params={"prefix": param("Only tags whose name starts with this", example="b1-heat.")},
+     responses={200: {"type": "object", "required": ["tags"],
+                      "properties": {"tags": {"type": "array", "items": TAG_VALUE}}}})
 async def tags(request):
     """List current values, optionally those whose name starts with ``prefix``."""
     prefix = request.args.get("prefix", "")
@@ -90,6 +117,7 @@ async def tags(request):
 
 @bp.get("/tags/<name:str>")
 @roles(DATA)
+@doc(params={"name": _TAG_NAME}, responses={200: TAG_VALUE, 404: "no tag of that name"})
 async def tag(request, name: str):
     """Return one tag's current value."""
     state = _runtime(request).tags.get(name)
@@ -122,6 +150,16 @@ def _range_args(request, now: float, default_span: float) -> tuple[float, float]
 
 @bp.get("/tags/<name:str>/history")
 @roles(DATA)
+@doc(params={"name": _TAG_NAME, "from": param("Start, ISO 8601; default a day before `to`", format="date-time"),
+             "to": TIME_TO,
+             "every": param("Aggregate per interval (min, max, mean, last, count per bucket): a duration "
+                            "such as 30s, 15m, 1h, 1d; raw samples without it", example="1h")},
+     responses={200: {"type": "object", "required": ["name", "from", "to", "every", "points"],
+                      "properties": {"name": {"type": "string"}, "from": _TIME, "to": _TIME,
+                                     "every": {"type": ["number", "null"], "description": "seconds"},
+                                     "points": _OBJECT_LIST}},
+                400: "a bad time or interval, an unknown parameter, too many points or intervals",
+                404: "no tag of that name"})
 async def history(request, name: str):
     """Return a tag's history, raw or aggregated per ``every`` interval."""
     rt = _runtime(request)
@@ -161,6 +199,7 @@ async def history(request, name: str):
 
 @bp.get("/devices")
 @roles(DATA)
+@doc(responses={200: {"type": "object", "required": ["devices"], "properties": {"devices": _OBJECT_LIST}}})
 async def devices(request):
     """Return communication statistics per device."""
     out = []
@@ -184,6 +223,12 @@ GAPS_SPAN_S = 7 * 86400
 
 @bp.get("/devices/<name:str>/gaps")
 @roles(DATA)
+@doc(params={"name": param("Device name", location="path", example="b1-heat"),
+             "from": param("Start, ISO 8601; default a week before `to`", format="date-time"), "to": TIME_TO},
+     responses={200: {"type": "object", "required": ["device", "from", "to", "archives"],
+                      "properties": {"device": {"type": "string"}, "from": _TIME, "to": _TIME,
+                                     "archives": _OBJECT_LIST}},
+                400: "a bad time, an unknown parameter, too long a range", 404: "no device of that name"})
 async def device_gaps(request, name: str):
     """List, per archive of a device, the slots between ``from`` and ``to`` without usable history.
 
@@ -221,6 +266,7 @@ async def device_gaps(request, name: str):
 
 @bp.get("/channels")
 @roles(READ)
+@doc(responses={200: {"type": "object", "required": ["channels"], "properties": {"channels": _OBJECT_LIST}}})
 async def channels(request):
     """Return per-segment statistics: transactions/s, utilisation, termination."""
     out = []

@@ -34,7 +34,7 @@ from .problems import show_value
 from .types import ConfigModel, Duration, Finite, NonNegative, Positive, PositiveDuration
 
 #: Rule types of the ``alarms:`` section (the ``type:`` key).
-RULE_TYPES = ("limit", "rate", "stale", "comm_loss", "status", "schedule", "verification")
+RULE_TYPES = ("limit", "rate", "stale", "comm_loss", "status", "schedule", "verification", "imbalance")
 #: Tags that exist on every site without a device (see :data:`scada.history.BACKLOG_TAG`).
 SYSTEM_TAGS = ("historian_backlog",)
 #: Characters that make a tag or device reference a glob (``fnmatch``).
@@ -380,6 +380,27 @@ class VerificationRuleConfig(_DeviceRule):
     within: PositiveDuration = 30 * 86400.0
 
 
+class ImbalanceRuleConfig(RuleConfig):
+    """``type: imbalance``: a building meter (ОДПУ) against the sum of its apartment meters (ИПУ).
+
+    Watches the balance groups of the registry (one per building and
+    resource with a building meter) that ``building`` (an id or a glob) and
+    ``resource`` select.  Active when the imbalance exceeds
+    ``threshold_pct`` of the building meter's volume in ``direction``
+    (``both``, ``over``: the building meter shows more, ``under``: less);
+    suppressed by design, saying so, while fewer than
+    ``min_completeness_pct`` of the apartment meters had measured data.
+    """
+
+    type: Literal["imbalance"]
+    building: Reference = "*"
+    resource: Optional[Literal["heat", "cold_water", "hot_water", "electricity", "gas"]] = None
+    threshold_pct: Positive
+    min_completeness_pct: Annotated[float, Field(ge=0, le=100)] = 80.0
+    direction: Literal["both", "over", "under"] = "both"
+    deadband_pct: NonNegative = 0.0
+
+
 #: Model of each rule type.
 RULE_MODELS: dict[str, type[RuleConfig]] = {
     "limit": LimitRuleConfig,
@@ -389,11 +410,12 @@ RULE_MODELS: dict[str, type[RuleConfig]] = {
     "status": StatusRuleConfig,
     "schedule": ScheduleRuleConfig,
     "verification": VerificationRuleConfig,
+    "imbalance": ImbalanceRuleConfig,
 }
 
 AlarmRuleConfig = Annotated[
     Union[LimitRuleConfig, RateRuleConfig, StaleRuleConfig, CommLossRuleConfig, StatusRuleConfig,
-          ScheduleRuleConfig, VerificationRuleConfig],
+          ScheduleRuleConfig, VerificationRuleConfig, ImbalanceRuleConfig],
     Field(discriminator="type"),
 ]
 
@@ -429,6 +451,37 @@ class SiteTags:
     unchecked: frozenset[str] = frozenset()
     disabled: frozenset[str] = frozenset()
     status: dict[str, tuple[StatusConfig, ...]] = field(default_factory=dict)
+    #: Balance groups of the registry: building id -> resources with a building meter.
+    balance: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+#: Figures the balance service publishes per building and resource (see :func:`balance_tag`).
+BALANCE_FIGURES = ("odpu", "ipu_sum", "imbalance", "imbalance_pct", "completeness_pct", "substituted")
+
+
+def balance_device(building: str) -> str:
+    """Return the pseudo-device under which the balance of ``building`` is published."""
+    return f"balance-{building}"
+
+
+def balance_tag(building: str, resource: str, figure: str) -> str:
+    """Return the tag of one balance figure, e.g. ``balance-b1.cold_water_imbalance_pct``."""
+    return f"{balance_device(building)}.{resource}_{figure}"
+
+
+def balance_groups(registry: Any) -> dict[str, tuple[str, ...]]:
+    """Return building id -> resources with a balance group (a building meter, ОДПУ, over apartment meters)."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for building in getattr(registry, "buildings", None) or ():
+        # As scada.registry.Registry.balance_groups: an ОДПУ with `balance: false`, or one
+        # without apartment meters of its resource, has no balance group.
+        metered = {m.resource for m in building.meters if m.role == "ipu" and getattr(m, "balance", True)}
+        resources = tuple(dict.fromkeys(m.resource for m in building.meters
+                                        if m.role == "odpu" and getattr(m, "balance", True)
+                                        and m.resource in metered))
+        if resources:
+            groups[building.id] = resources
+    return groups
 
 
 def remote_points(device: Any) -> list[str] | None:
@@ -452,12 +505,14 @@ def remote_points(device: Any) -> list[str] | None:
         return None
 
 
-def site_tags(channels: Iterable[Any], profiles: Mapping[str, Any]) -> SiteTags:
+def site_tags(channels: Iterable[Any], profiles: Mapping[str, Any], registry: Any = None) -> SiteTags:
     """Return what rules may refer to on a site of ``channels`` with ``profiles``.
 
     Modbus devices have a tag per profile point; M-Bus meters have
     ``<device>.status`` (the header status byte), ``<device>.clock_drift_s``
-    (when the meter reports its clock) and a tag per profile record.
+    (when the meter reports its clock) and a tag per profile record.  With
+    a ``registry`` section, each balance group adds its calculated figures
+    (:func:`balance_tag`).
     """
     tags: dict[str, str] = {tag: "" for tag in SYSTEM_TAGS}
     devices: dict[str, Any] = {}
@@ -495,8 +550,13 @@ def site_tags(channels: Iterable[Any], profiles: Mapping[str, Any]) -> SiteTags:
                 tags[f"{name}.{point.name}"] = name
             if getattr(profile, "status", None):
                 status[name] = tuple(profile.status)
+    balance = balance_groups(registry)
+    for building, resources in balance.items():
+        for resource in resources:
+            for figure in BALANCE_FIGURES:
+                tags[balance_tag(building, resource, figure)] = balance_device(building)
     return SiteTags(dict(sorted(tags.items())), dict(sorted(devices.items())), frozenset(automatic),
-                    frozenset(unchecked), frozenset(disabled), status)
+                    frozenset(unchecked), frozenset(disabled), status, balance)
 
 
 @dataclass(frozen=True)
@@ -642,6 +702,8 @@ def resolve(rule: Any, site: SiteTags) -> Resolved:
     a verification rule a device with a ``next_verification`` date.
     """
     match = _Matcher(rule.name, site)
+    if isinstance(rule, ImbalanceRuleConfig):
+        return _resolve_imbalance(rule, site, match)
     if isinstance(rule, ScheduleRuleConfig):
         supply = match.tags(("tag",), rule.tag)
         outdoor = match.tags(("outdoor",), rule.outdoor)
@@ -674,6 +736,32 @@ def resolve(rule: Any, site: SiteTags) -> Resolved:
     elif not devices:
         match.note("warning", (), "it watches no device and is left out")
     return Resolved(devices=devices, findings=tuple(match.findings))
+
+
+def _resolve_imbalance(rule: ImbalanceRuleConfig, site: SiteTags, match: "_Matcher") -> Resolved:
+    """Pick the balance groups an imbalance rule watches: tags ``(imbalance_pct, completeness_pct)`` in turn."""
+    buildings = [b for b in site.balance if fnmatch.fnmatchcase(b, rule.building)]
+    if not buildings:
+        if not site.balance:
+            match.note("error", ("building",), "the registry has no building with a building meter (ОДПУ) "
+                                               "to balance; add 'registry:' with 'role: odpu' meters")
+        elif is_glob(rule.building):
+            match.note("error", ("building",), f"{rule.building!r} matches no building with a building meter "
+                                               f"({_some(list(site.balance))})")
+        else:
+            match.note("error", ("building",), f"unknown building {rule.building!r}"
+                                               f"{_suggest(rule.building, site.balance)}")
+        return Resolved(findings=tuple(match.findings))
+    tags: list[str] = []
+    for building in buildings:
+        for resource in site.balance[building]:
+            if rule.resource in (None, resource):
+                tags += [balance_tag(building, resource, "imbalance_pct"),
+                         balance_tag(building, resource, "completeness_pct")]
+    if not tags:
+        match.note("error", ("resource",), f"no building it names ({_some(buildings)}) has a "
+                                           f"{rule.resource} building meter")
+    return Resolved(tags=tuple(tags), findings=tuple(match.findings))
 
 
 def _some(names: Sequence[str], most: int = 3) -> str:

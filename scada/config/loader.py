@@ -22,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .notify import NotificationsConfig
 from .remote import ModemServerConfig, MqttConfig
+from .registry import BuildingConfig, MeterConfig, RegistryConfig, check_registry, register_lines, tag_registers
 from .alarms import RULE_MODELS, RULE_TYPES, AlarmSettings, RuleConfig, site_tags
 from .messages import describe_error
 from .model import (
     ApiConfig,
+    BalanceConfig,
     ChannelConfig,
     DeviceConfig,
     HistoryConfig,
@@ -33,6 +35,7 @@ from .model import (
     PointConfig,
     RecordConfig,
     ProfileConfig,
+    SimulateHistoryConfig,
     SiteConfig,
     SiteInfo,
     StoreConfig,
@@ -70,7 +73,7 @@ from .yaml_lines import load_yaml
 BUILTIN_PROFILES_DIR = FsPath(__file__).resolve().parents[2] / "config" / "profiles"
 #: The sections a site file may have (the YAML contract).
 SITE_KEYS = ("site", "history", "api", "store", "simulate", "channels", "profiles", "alarm_settings", "alarms",
-             "notifications", "modem_server", "mqtt")
+             "notifications", "modem_server", "mqtt", "registry", "balance", "simulate_history")
 
 _BOOL = TypeAdapter(bool, config=ConfigDict(strict=True))
 _NAME = TypeAdapter(Name, config=ConfigDict(strict=True))
@@ -173,13 +176,20 @@ class _Run:
             self.problems.extend(check_modems(channels, modem_server, self.smap))
         alarm_settings = self._validate(AlarmSettings, _or(data.get("alarm_settings"), {}), self.file,
                                         ("alarm_settings",))
+        balance = self._validate(BalanceConfig, _or(data.get("balance"), {}), self.file, ("balance",))
         notifications = self._validate(NotificationsConfig, _or(data.get("notifications"), {}), self.file,
                                        ("notifications",))
         raw_channels = _or(data.get("channels"), [])
         complete = isinstance(raw_channels, list) and len(channels) == len(raw_channels) and all(
             extent[id(channel)] == "complete" for channel in channels)
-        alarms = self._alarms(_or(data.get("alarms"), []), channels, profiles, complete)
-        if any(p.is_error for p in self.problems) or None in (site, history, api, store, simulate):
+        registry = None
+        if "registry" in data:
+            registry = self._registry(_or(data["registry"], {}), channels, profiles, complete)
+        simulate_history = None
+        if "simulate_history" in data:
+            simulate_history = self._simulate_history(_or(data["simulate_history"], {}), devices, simulate)
+        alarms = self._alarms(_or(data.get("alarms"), []), channels, profiles, complete, registry)
+        if any(p.is_error for p in self.problems) or None in (site, history, api, store, simulate, balance):
             return None
         return SiteConfig.model_validate(
             {
@@ -195,6 +205,9 @@ class _Run:
                 "notifications": notifications,
                 "modem_server": modem_server,
                 "mqtt": mqtt,
+                "registry": registry,
+                "balance": balance,
+                "simulate_history": simulate_history,
                 "source": self.file,
             }
         )
@@ -412,8 +425,11 @@ class _Run:
         return "inline profiles, " + " and ".join(f"{d}/<name>.yaml" for d in directories)
 
     def _alarms(self, raw: Any, channels: list[ChannelConfig], profiles: dict[str, ProfileConfig],
-                complete: bool) -> list[RuleConfig]:
+                complete: bool, registry: Any = None) -> list[RuleConfig]:
         """Validate the ``alarms:`` list rule by rule, then check names and references.
+
+        ``registry`` (the validated ``registry:`` section) gives imbalance
+        rules their balance groups.
 
         References are only checked when every channel and device validated
         (``complete``): a device with an error of its own is not "unknown".
@@ -445,8 +461,55 @@ class _Run:
                 rules.append(rule)
         self.problems.extend(check_alarm_names(rules, self.smap))
         if complete:
-            self.problems.extend(check_alarm_references(rules, site_tags(channels, profiles), self.smap))
+            self.problems.extend(check_alarm_references(rules, site_tags(channels, profiles, registry), self.smap))
         return rules
+
+    def _simulate_history(self, raw: Any, devices: list[DeviceConfig], simulate: bool | None
+                          ) -> SimulateHistoryConfig | None:
+        """Validate ``simulate_history:``: its gaps must name devices of the site; unused without simulate."""
+        path = ("simulate_history",)
+        section = self._validate(SimulateHistoryConfig, raw, self.file, path)
+        if section is None:
+            return None
+        lines = self._lines[self.file]
+        names = {d.name for d in devices}
+        for name in section.gaps:
+            if name not in names:
+                close = difflib.get_close_matches(name, sorted(names), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.error(self.file, nearest_line(lines, path + ("gaps", name)),
+                           f"simulate_history.gaps: no device named {show_value(name)}{hint}")
+        if simulate is False:
+            self.problems.append(Problem(self.file, nearest_line(lines, path),
+                                         "simulate_history is only used with simulate: true; it is ignored",
+                                         "warning"))
+        return section
+
+    def _registry(self, raw: Any, channels: list[ChannelConfig], profiles: dict[str, ProfileConfig],
+                  complete: bool) -> RegistryConfig | None:
+        """Validate the ``registry:`` section building by building (each meter on its own), then check it whole.
+
+        Tags are only checked when every channel and device validated
+        (``complete``), as for alarm rules.
+        """
+        path = ("registry",)
+        if not isinstance(raw, dict) or not isinstance(_or(raw.get("buildings"), []), list):
+            return self._validate(RegistryConfig, raw, self.file, path)
+        buildings = []
+        for index, raw_building in enumerate(_or(raw.get("buildings"), [])):
+            where = path + ("buildings", index)
+            building, _meters = self._validate_with_items(BuildingConfig, raw_building, self.file, where, "meters",
+                                                          MeterConfig)
+            if building is not None:
+                register_lines(building, self.smap, self.file, where)
+                buildings.append(building)
+        registry = self._validate(RegistryConfig, {**raw, "buildings": buildings}, self.file, path)
+        if registry is None:
+            return None
+        site = site_tags(channels, profiles) if complete else None
+        devices = {d.name: d for c in channels for d in c.devices}
+        self.problems.extend(check_registry(registry, site, tag_registers(channels, profiles), devices, self.smap))
+        return registry
 
     def _cross_check(
         self,

@@ -25,7 +25,8 @@ def describe_error(error: dict[str, Any], root: Any, path: Path) -> str:
     ``loc`` is relative to it.  Used to suggest the nearest known key for a
     misspelt one.
     """
-    loc = tuple(error["loc"])
+    # A bad mapping key is reported at "[key]" below the key itself.
+    loc = tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
     value = error.get("input")
     shown = show_value(value)
@@ -70,7 +71,9 @@ def describe_error(error: dict[str, Any], root: Any, path: Path) -> str:
 _OWN = frozenset({"influx_v2", "influx_auth"}) | frozenset({
     # scada.config.alarms
     "alarm_levels", "alarm_order", "alarm_level_priority", "alarm_subject", "alarm_table",
-    "status_bit", "status_priority"})
+    "status_bit", "status_priority"}) | frozenset({
+    # scada.config.registry
+    "registry_norm", "registry_premises", "registry_dates", "registry_unit"})
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -28,6 +28,7 @@ from .alarms import AlarmRuleConfig, AlarmSettings, PointAlarmConfig, StatusConf
 from .durations import parse_duration, parse_size
 from .notify import NotificationsConfig
 from .remote import DevicePointConfig, ModemId, ModemServerConfig, MqttConfig
+from .registry import RegistryConfig
 from .remote import is_cumulative  # noqa: F401 - re-exported: the registers' one rule
 from .problems import show_value
 from .types import ConfigModel, Duration, Finite, NonNegative, PositiveDuration, check_finite, http_url_check
@@ -689,6 +690,58 @@ class ProfileConfig(ConfigModel):
         return "mbus" if self.records else "modbus"
 
 
+def _gap(value: Any) -> str:
+    """Accept a gap of ``simulate_history.gaps`` (see :func:`channels.sim.history.parse_gap`)."""
+    from channels.sim.history import parse_gap
+
+    return parse_gap(value)
+
+
+def _span(seconds: float) -> float:
+    """Refuse a simulated history longer than ten years (a typo, e.g. 3650d meant as hours)."""
+    if seconds > 3650 * 86400.0:
+        raise ValueError(f"{seconds / 86400:g} days is more history than anyone simulates; at most 3650d")
+    return seconds
+
+
+#: A gap: a month ("2025-09", "month-1" = the last full month) or a range [FROM, TO] of ISO dates.
+SimGap = Annotated[str, BeforeValidator(_gap), WithJsonSchema({"anyOf": [
+    {"type": "string", "pattern": r"^(month-\d{1,3}|\d{4}-\d{2}|.+/.+)$"},
+    {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}}]})]
+SimSpan = Annotated[Duration, AfterValidator(_span)]
+
+
+class SimulateHistoryConfig(ConfigModel):
+    """``simulate_history:``: months of past samples of the simulated meters (only with ``simulate: true``).
+
+    At start the runtime fills the history up to now (see
+    :mod:`scada.simhistory`): hourly samples over ``hourly``, daily ones over
+    ``daily`` before that, monthly hand readings of ``manual`` meters.
+    ``gaps`` leave a device's samples out (ПП 354 substitutions then show).
+    """
+
+    hourly: SimSpan = 35 * 86400.0
+    daily: SimSpan = 210 * 86400.0
+    gaps: dict[Name, list[SimGap]] = Field(default={}, strict=False)
+
+
+class BalanceConfig(ConfigModel):
+    """The ``balance:`` section: how often the balance service judges building meters against apartments.
+
+    Every ``every`` the service computes each balance group of the registry
+    (a building meter, ОДПУ, over its apartment meters, ИПУ) over the
+    ``window`` that ended at the last whole ``every`` at least ``settle``
+    ago, and publishes the figures as calculated tags
+    ``balance-<building>.<resource>_<figure>`` (imbalance rules watch them).
+    """
+
+    enabled: bool = True
+    every: PositiveDuration = 3600.0
+    window: PositiveDuration = 86400.0
+    #: Time the meters get to report the boundary readings before a window is judged.
+    settle: Duration = 300.0
+
+
 class StoreConfig(ConfigModel):
     """The ``store:`` section: the operational SQLite file (alarm journal, users, tokens, sessions)."""
 
@@ -714,5 +767,11 @@ class SiteConfig(ConfigModel):
     modem_server: Optional[ModemServerConfig] = None
     #: The broker of the ChirpStack MQTT integration (LoRaWAN channels subscribe through it).
     mqtt: Optional[MqttConfig] = None
+    #: Buildings, premises and meters (see :mod:`scada.config.registry`); None: the site has no registry.
+    registry: Optional[RegistryConfig] = None
+    #: The balance service (ОДПУ against Σ ИПУ over a rolling window).
+    balance: BalanceConfig = BalanceConfig()
+    #: Simulated past samples filled in at start (only with ``simulate: true``); None: none.
+    simulate_history: Optional[SimulateHistoryConfig] = None
     #: The file this configuration was loaded from ("" if built in code).
     source: SkipJsonSchema[str] = ""

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from alarms.model import JournalEntry
 from scada.auth import check_role
 from scada.store.schema import MIGRATIONS
+from scada.store.registry import MeterEventsMixin
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -187,11 +188,11 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-class OpsStore:
+class OpsStore(MeterEventsMixin):
     """The operational store at ``path`` (created with its folder if missing).
 
     Implements the alarm :class:`~alarms.model.Journal` protocol, and keeps
-    users, API tokens, sessions and manual readings.  ``clock`` returns Unix seconds (the
+    users, API tokens, sessions, manual readings and meter lifecycle events.  ``clock`` returns Unix seconds (the
     runtime's ``reactor.seconds``; ``time.time`` for the command line); it
     stamps records and decides what has expired.  ``reactor`` (the
     runtime's; optional) groups journal writes into one commit per reactor

@@ -85,4 +85,19 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX manual_readings_tag_ts ON manual_readings(tag, ts)",
         "CREATE INDEX manual_readings_ts ON manual_readings(ts)",
     )),
+    # The meter registry's lifecycle (scada.registry): commissioning, verification, repair, seal,
+    # replacement, decommissioning; `data` is the event's own fields as JSON.
+    Migration("meter lifecycle events", (
+        """CREATE TABLE meter_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            meter TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            at REAL NOT NULL,
+            recorded REAL NOT NULL,
+            user TEXT NOT NULL,
+            comment TEXT NOT NULL DEFAULT '',
+            data TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX meter_events_meter_at ON meter_events(meter, at)",
+    )),
 ]

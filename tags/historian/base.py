@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,33 @@ def _driver() -> str:
     except RuntimeError:
         task = None
     return "asyncio" if task is not None else "twisted"
+
+
+async def scan_at(query_raw: Any, name: str, at: float, since: float) -> Sample | None:
+    """Find `Historian.query_at`'s answer by reading ``[since, at]`` with ``query_raw``.
+
+    The fallback for backends without an indexed "last before" query: it
+    reads the whole window forward, in pages of ``_SCAN_PAGE`` samples, and
+    keeps the newest usable sample with a value.
+    """
+    at, since = float(at), float(since)
+    if math.isnan(at) or math.isnan(since):
+        raise ValueError("query_at bounds must be numbers, not NaN")
+    end = math.nextafter(at, math.inf)  # query_raw's end is exclusive; ``at`` is not
+    found: Sample | None = None
+    start = since
+    while start < end:
+        page = await query_raw(name, start, end, _SCAN_PAGE)
+        for sample in page:
+            if sample.value is not None and sample.quality.usable:
+                found = sample
+        if len(page) < _SCAN_PAGE:
+            break
+        start = math.nextafter(page[-1].ts, math.inf)
+    return found
+
+
+_SCAN_PAGE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +137,25 @@ class Historian(abc.ABC):
         quality (`Quality.usable`) and a value count; buckets without any are
         omitted.  Raises ``ValueError`` if ``every`` is not positive.
         """
+
+    async def query_at(self, name: str, at: float, since: float) -> Sample | None:
+        """Return the last sample of ``name`` with a usable quality and a value, ``since <= ts <= at``.
+
+        This is "the reading at time ``at``" that billing takes at a period
+        boundary: both bounds are inclusive, so a sample stamped exactly at
+        the boundary counts; ``since`` bounds how stale a reading may be.
+        None if there is no such sample.  Backends override this with an
+        indexed query; the default scans `query_raw`.
+        """
+        return await scan_at(self.query_raw, name, at, since)
+
+    async def query_at_many(self, names: Sequence[str], at: float, since: float) -> dict[str, Sample | None]:
+        """Return `query_at` for each of ``names`` (each name once) at the same ``at`` and ``since``.
+
+        Backends that can answer several tags in one round trip (InfluxDB)
+        override this; the default asks one tag at a time.
+        """
+        return {name: await self.query_at(name, at, since) for name in dict.fromkeys(names)}
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -168,6 +215,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def query_agg(self, name: str, start: float, end: float, every: float) -> list[AggRow]:
         """Aggregate like `Historian.query_agg`."""
+
+    async def query_at(self, name: str, at: float, since: float) -> Sample | None:
+        """Return the last usable sample with ``since <= ts <= at``, like `Historian.query_at`.
+
+        The default scans `query_raw`; stores override it with one indexed query.
+        """
+        return await scan_at(self.query_raw, name, at, since)
+
+    async def query_at_many(self, names: Sequence[str], at: float, since: float) -> dict[str, Sample | None]:
+        """Return `query_at` for each of ``names``; like `Historian.query_at_many`."""
+        return {name: await self.query_at(name, at, since) for name in dict.fromkeys(names)}
 
     def close(self) -> None:
         """Release connections and files; the default does nothing."""

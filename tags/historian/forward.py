@@ -177,6 +177,16 @@ class ForwardingHistorian(Historian):
         await self._catch_up()
         return await self._store.query_agg(name, start, end, every)
 
+    async def query_at(self, name: str, at: float, since: float) -> Sample | None:
+        """Return the last usable sample at or before ``at`` from the store, after catching up like `query_raw`."""
+        await self._catch_up()
+        return await self._store.query_at(name, at, since)
+
+    async def query_at_many(self, names: Sequence[str], at: float, since: float) -> dict[str, Sample | None]:
+        """Return `query_at` for several tags, catching up once and asking the store in one go."""
+        await self._catch_up()
+        return await self._store.query_at_many(names, at, since)
+
     def close(self) -> None:
         """Stop the timer, send what the store takes at once, close queue and store.
 

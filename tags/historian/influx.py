@@ -36,6 +36,7 @@ import base64
 import json
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -71,6 +72,9 @@ T = TypeVar("T")
 MIN_MICROS = -9_223_372_036_854_775
 MAX_MICROS = 9_223_372_036_854_775
 
+
+#: `InfluxStore.query_at_many` asks for at most this many tags per query (the URL stays a few kB).
+AT_TAGS_PER_QUERY = 100
 
 _QUALITY_BY_TEXT = {q.value: q for q in Quality}
 _USABLE_CLAUSE = "(" + " OR ".join(f"\"quality\" = '{q.value}'" for q in Quality if q.usable) + ")"
@@ -458,6 +462,38 @@ class InfluxStore(Store):
             lo = int(rows[-1][0]) + every_us
         return out
 
+    async def query_at(self, name: str, at: float, since: float) -> Sample | None:
+        """Return the last usable sample of ``name`` with ``since <= ts <= at``; see `Historian.query_at`."""
+        return (await self.query_at_many([name], at, since))[name]
+
+    async def query_at_many(self, names: Sequence[str], at: float, since: float) -> dict[str, Sample | None]:
+        """Return `query_at` for every name, :data:`AT_TAGS_PER_QUERY` tags per InfluxQL query.
+
+        ``last("value")`` picks the newest point that has a value among the
+        usable ones, and ``"quality"`` next to a selector is that same
+        point's field; ``GROUP BY "tag"`` gives one such row per tag.
+        """
+        at, since = float(at), float(since)
+        if math.isnan(at) or math.isnan(since):
+            raise ValueError("query_at bounds must be numbers, not NaN")
+        lo, hi = to_micros(since), to_micros(at)
+        out: dict[str, Sample | None] = dict.fromkeys(names)
+        wanted = list(out)
+        if lo > hi:
+            return out
+        for first in range(0, len(wanted), AT_TAGS_PER_QUERY):
+            chunk = wanted[first:first + AT_TAGS_PER_QUERY]
+            which = " OR ".join(f'"tag" = {quote_string(name)}' for name in chunk)
+            query = (
+                f'SELECT last("value") AS "value", "quality" FROM {self._from} WHERE ({which}) '
+                f'AND {_USABLE_CLAUSE} AND time >= {lo}u AND time <= {hi}u GROUP BY "tag"'
+            )
+            rows, _ = await self._select(query, ("time", "value", "quality"), by_tag=True)
+            for micros, value, quality, name in rows:
+                if name in out and value is not None:
+                    out[name] = self._sample(name, [micros, value, quality])
+        return out
+
     def close(self) -> None:
         """Close pooled connections (and the 2.x client); later deliveries fail."""
         if self._closed:
@@ -613,11 +649,15 @@ class InfluxStore(Store):
 
     # -- queries ---------------------------------------------------------
 
-    async def _select(self, query: str, columns: tuple[str, ...]) -> tuple[list[list[Any]], bool]:
+    async def _select(
+        self, query: str, columns: tuple[str, ...], by_tag: bool = False
+    ) -> tuple[list[list[Any]], bool]:
         """Run one InfluxQL SELECT; return its rows and whether the server cut them short.
 
         Each row holds the values of ``columns`` (None for a column the
         answer lacks); rows of several series are merged in time order.
+        With ``by_tag`` (a query grouped ``BY "tag"``) each row ends with
+        its series' tag name.
         """
         params = {"db": self.database, "epoch": "u", "q": query}
         try:
@@ -651,7 +691,10 @@ class InfluxStore(Store):
             index = {name: i for i, name in enumerate(one.get("columns") or [])}
             picks = [index.get(name) for name in columns]
             for row in one.get("values") or []:
-                rows.append([None if i is None else row[i] for i in picks])
+                picked = [None if i is None else row[i] for i in picks]
+                if by_tag:
+                    picked.append((one.get("tags") or {}).get("tag"))
+                rows.append(picked)
         if len(series) > 1:
             rows.sort(key=lambda row: row[0])
         return rows, partial

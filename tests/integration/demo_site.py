@@ -15,9 +15,17 @@ from tests.integration.test_run import ROOT, free_port
 DEMO = ROOT / "config" / "demo.yaml"
 
 
-def demo_copy(directory: Path, mqtt: bool = True) -> Path:
-    """Write the demo to ``directory/site.yaml`` with free ports; without ``mqtt``, drop its broker."""
+def demo_copy(directory: Path, mqtt: bool = True, history: bool = False) -> Path:
+    """Write the demo to ``directory/site.yaml`` with free ports; without ``mqtt``, drop its broker.
+
+    Without ``history`` the ``simulate_history:`` section goes too: filling
+    months of history takes the demo some seconds of CPU at start, which
+    tests that do not look at the past should not wait for.
+    """
     text = DEMO.read_text(encoding="utf-8")
+    if not history:
+        text, sections = re.subn(r"(?m)^simulate_history:\n(?:[ #].*\n)*", "", text)
+        assert sections == 1, "the demo's simulate_history section changed; update demo_copy"
     text, modems = re.subn(r"(?m)^  listen: 127\.0\.0\.1:5020$", f"  listen: 127.0.0.1:{free_port()}", text)
     text, brokers = re.subn(r"(?m)^mqtt: \{broker: 127\.0\.0\.1:1883, spawn: true\}$",
                             f"mqtt: {{broker: 127.0.0.1:{free_port()}, spawn: true}}" if mqtt else "", text)

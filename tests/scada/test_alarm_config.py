@@ -12,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from alarms.model import Priority
 from alarms.rules import (
     CommLossRule,
+    ImbalanceRule,
     LimitRule,
     RateRule,
     ScheduleRule,
@@ -219,13 +220,19 @@ def test_demo_rules():
     rules = build_rules(cfg)
     tags = known_tags(cfg)
     for rule in rules:
-        watched = [*getattr(rule, "tags", ()), getattr(rule, "tag", ""), getattr(rule, "outdoor_tag", "")]
+        watched = [*getattr(rule, "tags", ()), getattr(rule, "tag", ""), getattr(rule, "outdoor_tag", ""),
+                   *(t for group in getattr(rule, "groups", ()) for t in group)]
         assert all(tag in tags for tag in watched if tag), rule.name
     kinds = {type(r) for r in rules}
-    assert kinds == {LimitRule, CommLossRule, StaleRule, StatusRule, ScheduleRule, VerificationRule}
+    assert kinds == {LimitRule, CommLossRule, StaleRule, StatusRule, ScheduleRule, VerificationRule, ImbalanceRule}
+    # Every balance group of the registry: b1, b2 and b4 (cold water only), b5 (both waters).
+    (imbalance,) = [r for r in rules if isinstance(r, ImbalanceRule)]
+    assert ("balance-b1.electricity_imbalance_pct", "balance-b1.electricity_completeness_pct") in imbalance.groups
+    assert not any(pct.startswith("balance-b1.heat") for pct, _ in imbalance.groups)
     (verification,) = [r for r in rules if isinstance(r, VerificationRule)]
     soon = [d for d, due in verification.due.items() if (due - date(2026, 11, 21)).days <= verification.within]
-    assert soon == ["b1-heat"]
+    # b1-kv03-hot is overdue (2026-08-01): the registry's expired ИПУ.
+    assert soon == ["b1-heat", "b1-kv03-hot"]
     (comm,) = [r for r in rules if isinstance(r, CommLossRule)]
     assert len(comm.devices) == sum(len(c.devices) for c in cfg.channels)
 

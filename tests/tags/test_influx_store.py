@@ -243,6 +243,39 @@ async def sc_agg(reactor: Any, url: str) -> dict[str, Any]:
     return out
 
 
+AT_PROBES = [T0 - 10, T0 + 5, T0 + 29.5, T0 + 30, T0 + 55, T0 + 150, T0 + 199.5, T0 + 700, -1.5, -1.0]
+
+
+async def sc_at(reactor: Any, url: str) -> dict[str, Any]:
+    """query_at and query_at_many of InfluxStore and SqliteHistorian over the same samples."""
+    import tags.historian.influx as influx
+    from tags.historian.sqlite import SqliteHistorian
+
+    influx.AT_TAGS_PER_QUERY = 2  # several queries for the many-tag case
+    out: dict[str, Any] = {}
+    for label, samples in (("fixed", AGG_FIXED), ("random", agg_stream(11))):
+        others = [Sample(name, float(i), Quality.GOOD, T0 + i) for i, name in enumerate(ODD_NAMES)]
+        samples = samples + others
+        store = await opened(reactor, url=url, database=f"at_{label}")
+        sqlite = SqliteHistorian(":memory:", reactor)
+        sqlite.write(samples)
+        await deliver(store, samples)
+        pairs = []
+        for at in AT_PROBES:
+            for since in (-math.inf, T0, at):
+                one = await store.query_at(TAG, at, since)
+                pairs.append({"query": [at, since], "influx": one and as_rows([one]),
+                              "sqlite": (lambda s: s and as_rows([s]))(await sqlite.query_at(TAG, at, since))})
+        names = [TAG, *ODD_NAMES, "nosuch.tag"]
+        many = await store.query_at_many(names, T0 + 700, -math.inf)
+        many_sqlite = await sqlite.query_at_many(names, T0 + 700, -math.inf)
+        out[label] = {"pairs": pairs, "many": {k: v and as_rows([v]) for k, v in many.items()},
+                      "many_sqlite": {k: v and as_rows([v]) for k, v in many_sqlite.items()}}
+        sqlite.close()
+        await closed(store)
+    return out
+
+
 async def sc_rewrite(reactor: Any, url: str) -> dict[str, Any]:
     """The same batch twice, then a replacement of one sample."""
     store = await opened(reactor, url=url, database="idem")
@@ -759,6 +792,27 @@ def test_aggregates_match_sqlite(influxd: Influxd) -> None:
     )
     assert fixed[(T0 + 100, T0 + 100, 60.0)] == [] and result["nosuch"] == []
     assert sum(len(p["influx"]) for p in result["random"]["pairs"]) > 100
+
+
+@pytest.mark.integration
+def test_query_at_matches_sqlite(influxd: Influxd) -> None:
+    """query_at / query_at_many give SqliteHistorian's answers: newest usable sample with a value in [since, at]."""
+    result = scenario("at", url=influxd.url)
+    for label in ("fixed", "random"):
+        for pair in result[label]["pairs"]:
+            assert pair["influx"] == pair["sqlite"], [label, *pair["query"]]
+        assert result[label]["many"] == result[label]["many_sqlite"], label
+        assert list(result[label]["many"]) == [TAG, *ODD_NAMES, "nosuch.tag"]
+        assert result[label]["many"]["nosuch.tag"] is None
+    fixed = {tuple(p["query"]): p["influx"] for p in result["fixed"]["pairs"]}
+    # The CRC error at T0+55 is newer but unusable; the manual 7.0 at T0+30 counts at exactly T0+30.
+    assert fixed[(T0 + 55, -math.inf)] == [[TAG, 4.0, "good", T0 + 50]]
+    assert fixed[(T0 + 30, T0 + 30)] == [[TAG, 7.0, "manual", T0 + 30]]
+    assert fixed[(T0 + 29.5, T0 + 29.5)] is None
+    # A usable quality without a value (T0+150) is no reading.
+    assert fixed[(T0 + 150, -math.inf)] == [[TAG, 1.0, "good", T0 + 60]]
+    assert fixed[(-1.0, -math.inf)] == [[TAG, 4.0, "good", -1.5]]
+    assert sum(1 for p in result["random"]["pairs"] if p["influx"]) > 5
 
 
 @pytest.mark.integration

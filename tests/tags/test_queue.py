@@ -835,7 +835,7 @@ _big_ops = st.lists(
 )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(_big_ops, st.sampled_from(["drop_oldest", "drop_newest"]))
 def test_disk_queue_within_budget(ops: list[tuple[str, Any]], when_full: str) -> None:
     """Over a small budget, records are dropped as counted (oldest first or newest), never duplicated."""

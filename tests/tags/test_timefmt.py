@@ -31,7 +31,7 @@ def test_iso_utc(ts: float, text: str) -> None:
     assert iso_utc(ts) == text
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e20])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e20, 1e308, -1e308])
 def test_iso_utc_rejects_unprintable(bad: float) -> None:
     """Non-finite and out-of-range timestamps raise ValueError naming them."""
     with pytest.raises(ValueError, match=re.escape(repr(bad))):

@@ -131,6 +131,7 @@ def test_building_meter_sums_an_overridden_apartment():
 @pytest.mark.parametrize(("point", "value", "text"), [
     ("t_supply_c", 400.0, "cannot hold 400; it holds -327.68 to 327.67"),
     ("error_code", -1, "cannot hold -1; it holds 0 to 65535"),
+    ("t_supply_c", 1e308, "cannot hold 1e+308; it holds -327.68 to 327.67"),
     ("energy_kwh", float("nan"), "not a finite number"),
     ("t_supply_c", "hot", "'hot' is not a number"),
     ("t_supply_c", True, "True is not a number"),

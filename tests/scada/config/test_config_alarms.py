@@ -385,7 +385,7 @@ alarms:
     problems = errors_of(path)
     assert only(problems, "not a rule type").message == (
         "alarms[0].type: 'limt' is not a rule type; use one of limit, rate, stale, comm_loss, status, schedule, "
-        "verification (did you mean 'limit'?)")
+        "verification, imbalance (did you mean 'limit'?)")
     missing = only(problems, "missing required key 'type'")
     assert missing.line == line_of(path, "{name: b, tag")
 
@@ -599,3 +599,61 @@ def test_mbus_status_byte_and_records(write):
     bad = write(status_site("    status:\n      - {point: status, bits: {9: leak}}\n", "mheat"), "bad.yaml")
     assert only(errors_of(bad), "bit 9").message == (
         "profiles.mheat.status[0].bits[9]: profile 'mheat': bit 9 is out of range: the M-Bus status byte has bits 0-7")
+
+
+BALANCED = """\
+site: {name: Test}
+channels:
+  - name: bus
+    type: modbus-rtu
+    transport: {serial: /dev/ttyUSB0, rs485: {termination: true}}
+    devices:
+      - {name: cold, address: 1, profile: water}
+      - {name: kv1, address: 2, profile: water}
+      - {name: heat, address: 3, profile: heat, termination: true}
+profiles:
+  water:
+    points:
+      - {name: volume_m3, function: holding, register: 0, type: u32, unit: m3}
+  heat:
+    points:
+      - {name: energy_kwh, function: holding, register: 0, type: u32, unit: kWh}
+registry:
+  buildings:
+    - id: b1
+      address: "ул. Ленина, 10"
+      norms: {cold_water: {per_person: 4}}
+      premises: [{number: "1", account: "0001"}]
+      meters:
+        - {id: odpu, serial: "1", model: M, resource: cold_water, tag: cold.volume_m3, role: odpu}
+        - {id: ipu, serial: "2", model: M, resource: cold_water, tag: kv1.volume_m3, role: ipu, premises: "1"}
+        - {id: heat, serial: "3", model: M, resource: heat, tag: heat.energy_kwh, role: odpu}
+"""
+
+
+def test_imbalance_rule_watches_the_registrys_balance_groups(write, line_of):
+    """Groups come from the registry; a building without one, or a resource without ИПУ, is named."""
+    from scada.alarm_config import build_rules
+
+    good = site_with(write, """
+alarms:
+  - {name: imb, type: imbalance, building: "*", threshold_pct: 5}
+""", BALANCED)
+    cfg, _ = load_config(good)
+    (rule,) = [r for r in build_rules(cfg) if r.name == "imb"]
+    assert rule.groups == (("balance-b1.cold_water_imbalance_pct", "balance-b1.cold_water_completeness_pct"),)
+    bad = site_with(write, """
+alarms:
+  - {name: imb, type: imbalance, building: b2, threshold_pct: 5}
+  - {name: heat, type: imbalance, building: b1, resource: heat, threshold_pct: 5}
+  - {name: pct, type: imbalance, threshold_pct: 5, min_completeness_pct: 120}
+""", BALANCED)
+    problems = errors_of(bad)
+    assert "unknown building 'b2'" in only(problems, "rule 'imb'").message
+    assert "no building it names (b1) has a heat building meter" in only(problems, "rule 'heat'").message
+    assert "120" in only(problems, "min_completeness_pct").message
+    none = site_with(write, """
+alarms:
+  - {name: imb, type: imbalance, threshold_pct: 5}
+""")
+    assert "registry has no building" in only(errors_of(none), "rule 'imb'").message
