@@ -60,6 +60,7 @@ bench: install system-deps
 	$(PY) bench/historian.py
 	$(PY) bench/alarms.py
 	$(PY) bench/modems.py
+	$(PY) bench/balance.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info
