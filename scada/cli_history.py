@@ -23,7 +23,6 @@ stderr and exit status 1.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -46,15 +45,9 @@ def _span(option: str, value: str) -> float:
 
 def _until(value: str, tz: str) -> float:
     """Return ``--until`` (ISO 8601; site local time unless it has an offset) as Unix time."""
-    text = value.strip()
-    try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
-        raise ValueError(f"--until {value!r} is not an ISO 8601 date or date-time "
-                         "(e.g. 2025-10-01 or 2025-10-01T12:00+03:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return moment.timestamp()
+    from channels.sim.history import parse_local
+
+    return parse_local(value, ZoneInfo(tz), "--until", "2025-10-01 or 2025-10-01T12:00+03:00")
 
 
 def cmd_simulate(args) -> int:

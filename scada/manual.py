@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
+from scada.checks import checked_text
+from scada.checks import shown as _shown
 from scada.config.model import is_cumulative
 from scada.store.ops import ManualReading
 from tags.model import Sample
@@ -253,31 +255,12 @@ def parse_time(value: Any) -> float:
     return round(ts, 3)
 
 
-def _shown(value: Any) -> str:
-    """Return a value for an error message, cut short if long."""
-    if isinstance(value, (dict, list)):
-        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
-    if value is None:
-        return "null"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _text(raw: dict, key: str, max_length: int) -> str | None:
     """Return ``raw[key]`` as stripped text (None if absent or null); raise ValueError naming the key."""
     value = raw.get(key)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValueError(f'"{key}" must be a string, not {_shown(value)}')
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f'"{key}" is not valid UTF-8 text (it holds an unpaired surrogate)') from None
-    value = value.strip()
-    if len(value) > max_length:
-        raise ValueError(f'"{key}" is longer than {max_length} characters')
-    return value
+    return checked_text(value, f'"{key}"', max_length)
 
 
 def check_source(source: Any) -> str:

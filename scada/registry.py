@@ -41,6 +41,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
+from scada.checks import checked_text
+from scada.checks import shown as _shown
 from scada.config.registry import DEFAULT_UNITS, PREMISES_KINDS, RESOURCES, ROLES, tag_registers
 from scada.store.registry import MeterEvent
 
@@ -461,27 +463,9 @@ class Registry:
 # ---------------------------------------------------------------------- service
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
-    if value is None:
-        return "null"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _check_text(value: Any, key: str, limit: int) -> str:
     """Return stripped text; raise ValueError naming ``key`` if it is not text, not UTF-8 or too long."""
-    if not isinstance(value, str):
-        raise ValueError(f"{key!r} must be a string, not {_shown(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{key!r} is not valid UTF-8 text (it holds an unpaired surrogate)") from None
-    value = value.strip()
-    if len(value) > limit:
-        raise ValueError(f"{key!r} is longer than {limit} characters")
-    return value
+    return checked_text(value, repr(key), limit)
 
 
 def _check_reading(value: Any, key: str) -> float:

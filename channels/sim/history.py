@@ -137,24 +137,36 @@ def history_times(until: float, hourly: float = DEFAULT_HOURLY, daily: float = D
 # ----------------------------------------------------------------------- gaps
 
 
-def _moment(value: Any, zone: ZoneInfo, what: str) -> float:
-    """Return a date or date-time (ISO text or a YAML date) as Unix time; local time unless it has an offset."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime.combine(value, time(0, 0))
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            raise ValueError(f"{what} {value!r} is not an ISO 8601 date or date-time "
-                             "(e.g. 2025-09-01 or 2025-09-01T12:00)") from None
-    else:
-        raise ValueError(f"{what} {value!r} is not an ISO 8601 date or date-time")
+def parse_local(value: str, zone: ZoneInfo, what: str, example: str) -> float:
+    """Return ISO 8601 text (a date or date-time) as Unix time; local time in ``zone`` unless it has an offset.
+
+    Raises ValueError naming ``what`` and the value, with ``example`` as
+    what to write instead.
+    """
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not an ISO 8601 date or date-time (e.g. {example})") from None
+    return _local(moment, zone)
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> float:
+    """Return ``moment`` as Unix time, taken as local time in ``zone`` if it has no offset."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.timestamp()
+
+
+def _moment(value: Any, zone: ZoneInfo, what: str) -> float:
+    """Return a date or date-time (ISO text or a YAML date) as Unix time; local time unless it has an offset."""
+    if isinstance(value, datetime):
+        return _local(value, zone)
+    if isinstance(value, date):
+        return _local(datetime.combine(value, time(0, 0)), zone)
+    if isinstance(value, str):
+        return parse_local(value, zone, what, "2025-09-01 or 2025-09-01T12:00")
+    raise ValueError(f"{what} {value!r} is not an ISO 8601 date or date-time")
 
 
 def _text(value: Any) -> str:

@@ -41,7 +41,6 @@ With ``api.auth: false`` everyone is ``anonymous`` with role admin.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import sqlite3
@@ -71,7 +70,7 @@ from scada.auth import (
     verify_password,
 )
 from scada.api.common import check_text, error, json_body
-from scada.api.openapi import doc
+from scada.api.openapi import doc, handler_attr
 from scada.store import NotFound
 from tags.timefmt import iso_utc
 
@@ -140,17 +139,9 @@ def declared_roles(route) -> frozenset[str] | None:
     ``ctx_roles=`` to the route, for routes without a handler of our own
     such as static files).
     """
-    handler = route.handler
-    for _ in range(8):
-        if handler is None:
-            break
-        found = getattr(handler, ATTR, None)
-        if found is not None:
-            return found
-        if isinstance(handler, functools.partial):
-            handler = handler.args[0] if handler.args and callable(handler.args[0]) else handler.func
-        else:
-            handler = getattr(handler, "__wrapped__", None)
+    found = handler_attr(route.handler, ATTR)
+    if found is not None:
+        return found
     ctx_roles = getattr(route.ctx, "roles", None)
     if ctx_roles is not None:
         return _declaration((ctx_roles,))

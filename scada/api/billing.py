@@ -89,6 +89,23 @@ def check_period(period: str | None, now: float, tz) -> tuple[float, float, bool
     return start, end, end <= now
 
 
+def period_args(request) -> dict:
+    """Return the query's ``period`` with its ``bounds``, ``lang`` and ``decimal`` (a decimal comma?).
+
+    `Refused` naming a missing, bad or future period or a bad ``decimal``;
+    the decimal separator defaults to a comma in Russian, a point in English.
+    """
+    rt = request.app.ctx.runtime
+    period = request.args.get("period")
+    bounds = check_period(period, rt.reactor.seconds(), rt.cfg.site.timezone)
+    lang = i18n.language(request.args.get("lang"))
+    decimal = request.args.get("decimal")
+    if decimal not in (None, "comma", "point"):
+        raise Refused(f"decimal={decimal!r} is not one of comma, point")
+    return {"period": period, "bounds": bounds, "lang": lang,
+            "decimal": (decimal == "comma") if decimal else (lang == "ru")}
+
+
 def runtime_parts(request):
     """Return ``(registry, historian, tz)`` of the app's runtime: the effective registry (an empty one without)."""
     rt = request.app.ctx.runtime
@@ -181,28 +198,21 @@ def _args(request) -> dict:
     for key in request.args:
         if key not in PARAMS:
             raise Refused(f"unknown parameter {key!r} (use {', '.join(PARAMS)})")
-    rt = request.app.ctx.runtime
     fmt = request.args.get("format", "json")
     if fmt not in FORMATS:
         raise Refused(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
-    period = request.args.get("period")
-    bounds = check_period(period, rt.reactor.seconds(), rt.cfg.site.timezone)
-    lang = i18n.language(request.args.get("lang"))
-    decimal = request.args.get("decimal")
-    if decimal not in (None, "comma", "point"):
-        raise Refused(f"decimal={decimal!r} is not one of comma, point")
+    args = period_args(request)
     cursor = request.args.get("cursor")
     limit = request.args.get("limit")
     if fmt != "json" and (cursor or limit):
         raise Refused(f"format={fmt} exports the whole period: it takes no cursor or limit")
     try:
-        after = pull.decode_cursor(cursor, period) if cursor else None
+        after = pull.decode_cursor(cursor, args["period"]) if cursor else None
         size = pull.parse_limit(limit)
     except ValueError as exc:
         raise Refused(str(exc)) from None
-    return {"period": period, "format": fmt, "lang": lang, "cursor": after, "limit": size,
-            "building": request.args.get("building") or None, "bounds": bounds,
-            "decimal": (decimal == "comma") if decimal else (lang == "ru")}
+    return {**args, "format": fmt, "cursor": after, "limit": size,
+            "building": request.args.get("building") or None}
 
 
 async def _chunks(reader: PeriodReader, period: str, building: str | None):

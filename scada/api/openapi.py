@@ -293,8 +293,12 @@ def _response(key: str, spec: Any) -> dict[str, Any]:
 # Building the description
 
 
-def _find(handler: Any, attr: str) -> Any:
-    """Return ``attr`` of a route handler, looking through partials and ``__wrapped__`` (as ``@roles`` does)."""
+def handler_attr(handler: Any, attr: str) -> Any:
+    """Return ``attr`` of a route handler (None if it has none), looking through partials and ``__wrapped__``.
+
+    Sanic wraps WebSocket handlers in a partial; decorators leave
+    ``__wrapped__``.  ``@doc`` and ``@roles`` records are found this way.
+    """
     for _ in range(8):
         if handler is None:
             return None
@@ -327,7 +331,7 @@ def _texts(route) -> tuple[str, str, Mapping[str, Any] | None]:
     text = inspect.cleandoc(getattr(_unwrap(route.handler), "__doc__", None) or "")
     first, _, rest = _SPHINX_ROLE.sub(r"``\1``", text).partition("\n\n")
     summary, description = " ".join(first.split()), rest.strip()
-    record = _find(route.handler, ATTR)
+    record = handler_attr(route.handler, ATTR)
     if record is not None:
         summary = record["summary"] or summary
         if record["description"] is not None:

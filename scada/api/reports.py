@@ -21,7 +21,7 @@ from sanic import Blueprint
 from sanic.response import HTTPResponse, json
 
 from scada.api.auth import DATA, roles
-from scada.api.billing import has_tag, Refused, runtime_parts, check_period
+from scada.api.billing import Refused, has_tag, period_args, runtime_parts
 from scada.api.common import error
 from scada.api.openapi import LANG, XLSX, doc, error_response, json_or_file, param
 from scada.billing.readings import PeriodReader
@@ -104,12 +104,4 @@ def _args(request, kind: str) -> dict:
     building = request.args.get("building")
     if not building:
         raise Refused("building is required: ?building=<building id>")
-    rt = request.app.ctx.runtime
-    period = request.args.get("period")
-    bounds = check_period(period, rt.reactor.seconds(), rt.cfg.site.timezone)
-    lang = i18n.language(request.args.get("lang"))
-    decimal = request.args.get("decimal")
-    if decimal not in (None, "comma", "point"):
-        raise Refused(f"decimal={decimal!r} is not one of comma, point")
-    return {"building": building, "period": period, "format": fmt, "interval": interval, "lang": lang,
-            "bounds": bounds, "decimal": (decimal == "comma") if decimal else (lang == "ru")}
+    return {**period_args(request), "building": building, "format": fmt, "interval": interval}

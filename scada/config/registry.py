@@ -24,7 +24,6 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal, Mapping, Optional
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
@@ -474,15 +473,3 @@ def register_lines(building: BuildingConfig, smap: SourceMap, file: str, path: t
     """
     for number, premises in enumerate(building.premises):
         smap.add(premises, file, path + ("premises", number))
-
-
-def parse_date(value: object, key: str) -> date:
-    """Return a date from ISO text ``YYYY-MM-DD`` (or a date); raise ValueError naming ``key`` and the value."""
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"{key!r} {show_value(value)} is not a date such as 2027-03-01")

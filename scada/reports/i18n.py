@@ -181,3 +181,20 @@ def moment(ts: float | None, lang: str, tz: tzinfo) -> str:
     from tags.timefmt import iso_utc
 
     return iso_utc(ts)
+
+
+def reading_values(item: dict, lang: str, tz: tzinfo) -> dict:
+    """Return a copy of a reading item (``PeriodReading.to_json``) with its names and times in ``lang``.
+
+    The resource, unit, source and problem as :func:`text` gives them, the
+    start and end reading times as :func:`moment` does: what the ``ipu``
+    and ``odpu`` report tables show.
+    """
+    from tags.timefmt import parse_iso
+
+    values = dict(item)
+    for key in ("resource", "unit", "source", "problem"):
+        values[key] = text(item[key], lang)
+    for key in ("start_ts", "end_ts"):
+        values[key] = moment(parse_iso(item[key]) if item[key] else None, lang, tz)
+    return values

@@ -62,15 +62,9 @@ async def ipu_report(reader: PeriodReader, building: str, period: str, lang: str
 
 def rows(report: dict[str, Any], lang: str, tz) -> list[list[Any]]:
     """Return the report's table rows (:data:`COLUMNS`) with names and times in ``lang``."""
-    from tags.timefmt import parse_iso
-
     out = []
     for item in report["items"]:
-        values = dict(item)
-        for key in ("resource", "unit", "source", "problem"):
-            values[key] = i18n.text(item[key], lang)
-        for key in ("start_ts", "end_ts"):
-            values[key] = i18n.moment(parse_iso(item[key]) if item[key] else None, lang, tz)
+        values = i18n.reading_values(item, lang, tz)
         values["rule"] = item["rule"] or ""
         values["note"] = item["note"] or ""
         out.append([values[key] for key in COLUMNS])

@@ -98,14 +98,8 @@ async def odpu_report(reader: PeriodReader, building: str, period: str, has_tag:
 
 def rows(report: dict[str, Any], lang: str, tz) -> list[list[Any]]:
     """Return the report's table rows (:data:`COLUMNS`) with names and times in ``lang``."""
-    from tags.timefmt import parse_iso
-
     out = []
     for item in report["items"]:
-        values = dict(item)
-        for key in ("resource", "unit", "source", "problem"):
-            values[key] = i18n.text(item[key], lang)
-        for key in ("start_ts", "end_ts"):
-            values[key] = i18n.moment(parse_iso(item[key]) if item[key] else None, lang, tz)
+        values = i18n.reading_values(item, lang, tz)
         out.append([values[key] for key in COLUMNS])
     return out

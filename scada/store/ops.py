@@ -431,6 +431,28 @@ class OpsStore(MeterEventsMixin):
         if self._closed:
             raise StoreError(f"the store {self.path} is closed")
 
+    def _select(self, select: str, key_column: str, key: Any, time_column: str, start: float | None,
+                end: float | None, limit: int) -> sqlite3.Cursor:
+        """Return at most ``limit`` rows of ``select``, in time order, then stored order.
+
+        Only rows with ``key_column = key`` and ``start <= time_column < end``,
+        where given (not None).
+        """
+        sql = select + " WHERE 1"
+        params: list[Any] = []
+        if key is not None:
+            sql += f" AND {key_column} = ?"
+            params.append(key)
+        if start is not None:
+            sql += f" AND {time_column} >= ?"
+            params.append(start)
+        if end is not None:
+            sql += f" AND {time_column} < ?"
+            params.append(end)
+        sql += f" ORDER BY {time_column}, id LIMIT ?"
+        params.append(max(0, int(limit)))
+        return self._db.execute(sql, _storable(tuple(params)))
+
     def _begin(self) -> None:
         """Open the journal transaction (putting back what a failed commit rolled back), and time its commit."""
         db = self._db
@@ -550,20 +572,7 @@ class OpsStore(MeterEventsMixin):
     def manual_readings(self, tag: str | None = None, start: float | None = None, end: float | None = None,
                         limit: int = 100_000) -> list[ManualReading]:
         """Return stored manual readings (of one tag; with ``start <= ts < end`` if given), oldest first."""
-        sql = _SELECT_MANUAL + " WHERE 1"
-        params: list[Any] = []
-        if tag is not None:
-            sql += " AND tag = ?"
-            params.append(tag)
-        if start is not None:
-            sql += " AND ts >= ?"
-            params.append(start)
-        if end is not None:
-            sql += " AND ts < ?"
-            params.append(end)
-        sql += " ORDER BY ts, id LIMIT ?"
-        params.append(max(0, int(limit)))
-        return [_manual(row) for row in self._db.execute(sql, _storable(tuple(params)))]
+        return [_manual(row) for row in self._select(_SELECT_MANUAL, "tag", tag, "ts", start, end, limit)]
 
     def last_manual_before(self, tag: str, ts: float) -> ManualReading | None:
         """Return the latest manual reading of ``tag`` at or before ``ts`` (the last entered of equal times)."""

@@ -84,19 +84,4 @@ class MeterEventsMixin:
     def meter_events(self, meter: str | None = None, start: float | None = None, end: float | None = None,
                      limit: int = 1_000_000) -> list[MeterEvent]:
         """Return stored events (of one meter; with ``start <= at < end`` if given), in the order they happened."""
-        sql = _SELECT + " WHERE 1"
-        params: list[Any] = []
-        if meter is not None:
-            sql += " AND meter = ?"
-            params.append(meter)
-        if start is not None:
-            sql += " AND at >= ?"
-            params.append(start)
-        if end is not None:
-            sql += " AND at < ?"
-            params.append(end)
-        sql += " ORDER BY at, id LIMIT ?"
-        params.append(max(0, int(limit)))
-        from scada.store.ops import _storable
-
-        return [_event(row) for row in self._db.execute(sql, _storable(tuple(params)))]
+        return [_event(row) for row in self._select(_SELECT, "meter", meter, "at", start, end, limit)]
