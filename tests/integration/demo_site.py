@@ -1,16 +1,21 @@
-"""Copies of ``config/demo.yaml`` for tests that run the demo as a real process.
+"""Copies of ``config/demo.yaml`` for tests that run the demo as a real process, and that process.
 
 The demo listens on fixed ports (the modem server on 5020, its MQTT broker
 on 1883); a test copy moves them to free ones so that tests never meet a
-service of the machine or of another test.
+service of the machine or of another test.  :func:`start_demo` runs a copy
+with its API on a free port, :func:`stop_demo` stops it as a service
+manager would (SIGTERM).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 from pathlib import Path
 
-from tests.integration.test_run import ROOT, free_port
+from tests.integration.test_run import ROOT, SCADA, free_port
 
 DEMO = ROOT / "config" / "demo.yaml"
 
@@ -33,3 +38,27 @@ def demo_copy(directory: Path, mqtt: bool = True, history: bool = False) -> Path
     path = directory / "site.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def start_demo(directory: Path) -> tuple[subprocess.Popen, str]:
+    """Run ``scada run`` on ``directory/site.yaml`` with the API on a free port; return (process, API base URL).
+
+    The process's output (stderr included) is kept for :func:`stop_demo`.
+    """
+    port = free_port()
+    proc = subprocess.Popen(SCADA + ["run", "-c", "site.yaml", "--listen", f"127.0.0.1:{port}"], cwd=directory,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}/api/v1"
+
+
+def stop_demo(proc: subprocess.Popen, tail: int = 5000) -> str:
+    """Stop the demo with SIGTERM (killed if it has not stopped in 30 s); print the end of its output, return all."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    print(out[-tail:])
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -19,8 +18,8 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
-from tests.integration.demo_site import demo_copy
-from tests.integration.test_run import ROOT, SCADA, free_port, wait_for
+from tests.integration.demo_site import demo_copy, start_demo, stop_demo
+from tests.integration.test_run import ROOT, SCADA, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,24 +55,14 @@ def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     demo_copy(tmp)
     tokens = {role: token(tmp, role) for role in ("crew", "billing", "engineer", "viewer")}
-    port = free_port()
-    proc = subprocess.Popen(SCADA + ["run", "-c", "site.yaml", "--listen", f"127.0.0.1:{port}"], cwd=tmp,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}/api/v1"
+    proc, base = start_demo(tmp)
     try:
         wait_for(lambda: call(base, "/health")[0] == 200, 60)
         # The heat meter has answered at least once.
         wait_for(lambda: call(base, f"/tags/{TAG}", tokens["viewer"])[1].get("quality") == "good", 60)
-        yield base, tokens, f"ws://127.0.0.1:{port}/api/v1/live"
+        yield base, tokens, "ws" + base.removeprefix("http") + "/live"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        print(out[-5000:])
+        stop_demo(proc)
     assert proc.returncode == 0
 
 

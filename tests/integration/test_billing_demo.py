@@ -17,9 +17,6 @@ the background at start).  Then, through the API with real tokens:
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -27,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.integration.demo_site import demo_copy
+from tests.integration.demo_site import demo_copy, start_demo, stop_demo
 from tests.integration.test_alarms_demo import token
-from tests.integration.test_run import ROOT, SCADA, free_port, wait_for
+from tests.integration.test_run import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,11 +65,7 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("billing-demo")
     demo_copy(tmp, mqtt=False, history=True)
     tokens = {role: token(tmp, role) for role in ("billing", "viewer")}
-    port = free_port()
-    proc = subprocess.Popen(SCADA + ["run", "-c", "site.yaml", "--listen", f"127.0.0.1:{port}"], cwd=tmp,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}/api/v1"
+    proc, base = start_demo(tmp)
 
     def history_done() -> bool:
         status, body, _ = fetch(base, "/health", tokens["viewer"])
@@ -84,13 +77,7 @@ def site(tmp_path_factory):
         wait_for(history_done, 240, step=1.0)
         yield base, tokens
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        print(out[-5000:])
+        stop_demo(proc)
     assert proc.returncode == 0
 
 

@@ -12,14 +12,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 
 import pytest
 
-from tests.integration.demo_site import demo_copy
+from tests.integration.demo_site import demo_copy, start_demo, stop_demo
 from tests.integration.test_alarms_demo import call, token
-from tests.integration.test_run import ROOT, SCADA, free_port, wait_for
+from tests.integration.test_run import ROOT, SCADA, wait_for
 from tests.integration.mosquitto import find_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -32,23 +31,8 @@ def run_demo(tmp, mqtt: bool):
     """Start the demo copy in ``tmp``; return (process, base URL, admin token)."""
     demo_copy(tmp, mqtt=mqtt)
     admin = token(tmp, "admin")
-    port = free_port()
-    proc = subprocess.Popen(SCADA + ["run", "-c", "site.yaml", "--listen", f"127.0.0.1:{port}"], cwd=tmp,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}/api/v1"
+    proc, base = start_demo(tmp)
     return proc, base, admin
-
-
-def stop(proc) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    print(out[-4000:])
-    return out
 
 
 def good(base: str, admin: str, tags) -> bool:
@@ -93,7 +77,7 @@ def test_gprs_modem_lorawan_broker_and_hand_readings(tmp_path):
                                  text=True, timeout=60)
         assert refused.returncode == 1 and "lower.csv:2:" in refused.stderr and "meter replacement" in refused.stderr
     finally:
-        out = stop(proc)
+        out = stop_demo(proc, tail=4000)
     assert proc.returncode == 0
     assert "Traceback" not in out
 
@@ -119,6 +103,6 @@ def test_lorawan_over_the_http_integration_without_a_broker(tmp_path):
         assert status == 404 and "0011223344556677" in body["error"]
         assert call(base, "/health")[1]["services"]["uplinks"]["unknown_device"] == 1
     finally:
-        out = stop(proc)
+        out = stop_demo(proc, tail=4000)
     assert proc.returncode == 0
     assert "Traceback" not in out

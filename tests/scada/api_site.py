@@ -5,11 +5,17 @@ is built (``simulate: true``) but not opened, the LoRaWAN channel gives the
 HTTP uplink routes a hub, the hand-read channel the manual readings, the
 ``registry:`` section buildings, premises and meters for the registry,
 report and billing routes.
+
+Also the pieces every API test site is made of (:func:`clock_runtime`,
+:func:`role_tokens`, :func:`start_app`, :func:`request_body`), and
+:class:`RoleSite` (built by :func:`role_site`): a site whose requests go
+as one role, which the other API tests' sites share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,7 @@ from scada.config import load_config
 from tags.model import Sample
 from tags.quality import Quality
 from tags.timefmt import parse_iso
-from tests.scada.asgi import Reply
+from tests.scada.asgi import Reply, http
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
 
@@ -72,6 +78,68 @@ REGISTRY = textwrap.dedent("""\
                tag: b1-kv01-cold.volume_m3, role: ipu, premises: "1", installed: 2021-03-01,
                verified: 2021-03-01, next_verification: 2027-03-01}
     """)
+
+
+def clock_runtime(folder: Path, site_yaml: str, now: float) -> tuple[Runtime, Clock]:
+    """Write ``site_yaml`` as ``folder/site.yaml``; return a runtime of it on a ``task.Clock`` at ``now``."""
+    path = folder / "site.yaml"
+    path.write_text(site_yaml, encoding="utf-8")
+    cfg, _ = load_config(path)
+    clock = Clock()
+    clock.advance(now)
+    return Runtime(cfg, clock, base_dir=folder), clock
+
+
+def role_tokens(runtime: Runtime) -> dict[str, str]:
+    """Give the runtime's store an API token per role (named ``<role>-token``); return the tokens by role."""
+    tokens = {}
+    for role in auth.ROLES:
+        tokens[role] = auth.new_api_token()
+        runtime.store.add_token(f"{role}-token", role, auth.token_hash(tokens[role]))
+    return tokens
+
+
+def start_app(loop: asyncio.AbstractEventLoop, app) -> None:
+    """Start ``app`` (routes, middleware, listeners) once through Sanic's ASGI test client; check it answers."""
+    _, response = loop.run_until_complete(app.asgi_client.get("/api/v1/health"))
+    assert response.status == 200
+
+
+def request_body(body) -> bytes:
+    """Return a request body: bytes as they are, text as UTF-8 (lone surrogates kept), anything else as JSON."""
+    if body is None or isinstance(body, bytes):
+        return body or b""
+    return (body if isinstance(body, str) else jsonlib.dumps(body)).encode("utf-8", "surrogatepass")
+
+
+@dataclass
+class RoleSite:
+    """An app over a Clock-driven runtime with an API token per role; requests go as one role."""
+
+    runtime: Runtime
+    app: object
+    loop: asyncio.AbstractEventLoop
+    clock: Clock
+    tokens: dict[str, str]
+
+    def call(self, method: str, path: str, body=None, role: str | None = "viewer") -> Reply:
+        """Send one request as ``role`` (no token for None); ``body`` as :func:`request_body` makes it."""
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return self.loop.run_until_complete(http(self.app, method, path, headers, request_body(body)))
+
+    def close(self) -> None:
+        """Close the stores and the loop."""
+        self.runtime.historian.close()
+        self.runtime.store.close()
+        self.loop.close()
+
+
+def role_site(cls: type[RoleSite], folder: Path, site_yaml: str, now: float) -> RoleSite:
+    """Build a ``cls`` site of ``site_yaml`` in ``folder`` on a Clock at ``now``, with its tokens; start it."""
+    runtime, clock = clock_runtime(folder, site_yaml, now)
+    site = cls(runtime, build_app(runtime), asyncio.new_event_loop(), clock, role_tokens(runtime))
+    start_app(site.loop, site.app)
+    return site
 
 
 @dataclass
@@ -128,21 +196,13 @@ def build_site(folder: Path) -> Site:
     The simulated field's ptys are not opened (a Clock carries no pty):
     overrides and faults live on the simulated devices.
     """
-    path = folder / "site.yaml"
-    path.write_text(SITE + REGISTRY, encoding="utf-8")
-    cfg, _ = load_config(path)
-    clock = Clock()
-    clock.advance(T0)
     start_pty = SimulatedField.start_pty
     SimulatedField.start_pty = lambda self: {}
     try:
-        runtime = Runtime(cfg, clock, base_dir=folder)
+        runtime, clock = clock_runtime(folder, SITE + REGISTRY, T0)
     finally:
         SimulatedField.start_pty = start_pty
-    tokens = {}
-    for role in auth.ROLES:
-        tokens[role] = auth.new_api_token()
-        runtime.store.add_token(f"{role}-token", role, auth.token_hash(tokens[role]))
+    tokens = role_tokens(runtime)
     samples = [Sample("b1-cold.volume_m3", 100.0 + i, Quality.GOOD, T0 - 3600 + 60 * i) for i in range(60)]
     runtime.historian.write(samples)
     runtime.historian.flush()
@@ -152,6 +212,5 @@ def build_site(folder: Path) -> Site:
     runtime.tags.update(Sample("b1-heat.t_supply_c", 95.0, Quality.GOOD, clock.seconds()))
     app = build_app(runtime)
     site = Site(runtime, app, asyncio.new_event_loop(), clock, tokens)
-    # Start the app (routes, middleware, listeners) once through Sanic's ASGI test client.
-    site.loop.run_until_complete(app.asgi_client.get("/api/v1/health"))
+    start_app(site.loop, app)
     return site

@@ -14,20 +14,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import textwrap
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from twisted.internet.task import Clock
-
-from scada import auth
 from scada.api import build_app
-from scada.app import Runtime
-from scada.config import load_config
 from tags.model import Sample
 from tags.quality import Quality
-from tests.scada.asgi import Reply, http
+from tests.scada.api_site import RoleSite, clock_runtime, role_tokens, start_app
+from tests.scada.asgi import Reply
 
 TZ = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 11, 19, 11, 0, tzinfo=TZ).timestamp()
@@ -131,25 +126,12 @@ def history() -> list[Sample]:
     return [s for s in out if not (s.name.startswith("b1-heat.") and gap[0] <= s.ts < gap[1])]
 
 
-@dataclass
-class Site:
+class Site(RoleSite):
     """The app over a Clock-driven runtime, with a token per role."""
-
-    runtime: Runtime
-    app: object
-    loop: asyncio.AbstractEventLoop
-    tokens: dict[str, str]
 
     def get(self, path: str, role: str = "billing") -> Reply:
         """GET ``path`` as ``role``."""
-        headers = {"Authorization": f"Bearer {self.tokens[role]}"}
-        return self.loop.run_until_complete(http(self.app, "GET", path, headers))
-
-    def close(self) -> None:
-        """Close the stores and the loop."""
-        self.runtime.historian.close()
-        self.runtime.store.close()
-        self.loop.close()
+        return self.call("GET", path, role=role)
 
 
 _SHARED: list[Site] = []
@@ -165,19 +147,11 @@ def shared_site(tmp_path_factory) -> Site:
 
 def build_site(folder: Path) -> Site:
     """Build the site in ``folder`` with its history written and flushed."""
-    path = folder / "site.yaml"
-    path.write_text(SITE, encoding="utf-8")
-    cfg, _ = load_config(path)
-    clock = Clock()
-    clock.advance(NOW)
-    runtime = Runtime(cfg, clock, base_dir=folder)
-    tokens = {}
-    for role in auth.ROLES:
-        tokens[role] = auth.new_api_token()
-        runtime.store.add_token(f"{role}-token", role, auth.token_hash(tokens[role]))
+    runtime, clock = clock_runtime(folder, SITE, NOW)
+    tokens = role_tokens(runtime)
     # Straight into the SQLite store: the queue's encoding would take most of the build.
     runtime.historian.store.insert([(s.name, s.ts, s.value, s.quality.value) for s in history()])
     app = build_app(runtime)
-    site = Site(runtime, app, asyncio.new_event_loop(), tokens)
-    site.loop.run_until_complete(app.asgi_client.get("/api/v1/health"))
+    site = Site(runtime, app, asyncio.new_event_loop(), clock, tokens)
+    start_app(site.loop, app)
     return site

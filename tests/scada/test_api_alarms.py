@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json as jsonlib
 import textwrap
 from dataclasses import dataclass
 
@@ -24,10 +23,10 @@ from scada import auth
 from scada.api import build_app
 from scada.api.alarms import COLUMNS
 from scada.app import Runtime
-from scada.config import load_config
 from tags.model import Sample
 from tags.quality import Quality
 from tags.timefmt import iso_utc, parse_iso
+from tests.scada.api_site import clock_runtime, request_body, start_app
 from tests.scada.asgi import Reply, http
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
@@ -58,19 +57,10 @@ class Site:
     loop: asyncio.AbstractEventLoop
     clock: Clock
 
-    def start(self) -> None:
-        """Start the app (routes, middleware) once through Sanic's ASGI test client."""
-        _, response = self.loop.run_until_complete(self.app.asgi_client.get("/api/v1/health"))
-        assert response.status == 200
-
     def call(self, method: str, path: str, body=None, token: str | None = None) -> Reply:
         """Make one request; ``body`` is JSON-encoded unless bytes or str."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = jsonlib.dumps(body)
-        if isinstance(body, str):
-            body = body.encode()
-        return self.loop.run_until_complete(http(self.app, method, path, headers, body or b""))
+        return self.loop.run_until_complete(http(self.app, method, path, headers, request_body(body)))
 
     def get(self, path: str, **kwargs):
         return self.call("GET", path, **kwargs)
@@ -96,15 +86,11 @@ def make_site(tmp_path):
     def make(api: str = "{auth: false}") -> Site:
         folder = tmp_path / f"site{len(built)}"
         folder.mkdir()
-        (folder / "site.yaml").write_text(SITE.format(api=api))
-        cfg, _ = load_config(folder / "site.yaml")
-        clock = Clock()
-        clock.advance(T0)
-        runtime = Runtime(cfg, clock, base_dir=folder)
+        runtime, clock = clock_runtime(folder, SITE.format(api=api), T0)
         runtime.alarms.start()
         site = Site(runtime, build_app(runtime), asyncio.new_event_loop(), clock)
         built.append(site)
-        site.start()
+        start_app(site.loop, site.app)
         return site
 
     yield make

@@ -6,24 +6,18 @@ Runs straight through the Sanic app's ASGI interface on a runtime driven by
 
 from __future__ import annotations
 
-import asyncio
 import json as jsonlib
 import textwrap
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.task import Clock
 
-from scada import auth
-from scada.api import build_app
-from scada.app import Runtime
-from scada.config import load_config
 from tags.model import Sample
 from tags.quality import Quality
 from tags.timefmt import parse_iso
-from tests.scada.asgi import Reply, http
+from tests.scada.api_site import RoleSite, role_site
+from tests.scada.asgi import Reply
 
 T0 = parse_iso("2026-11-20T12:00:00Z")
 PATH = "/api/v1/readings/manual"
@@ -41,20 +35,7 @@ SITE = textwrap.dedent("""\
     """)
 
 
-@dataclass
-class Site:
-    runtime: Runtime
-    app: object
-    loop: asyncio.AbstractEventLoop
-    clock: Clock
-    tokens: dict[str, str]
-
-    def call(self, method: str, path: str, body=None, role: str | None = "operator") -> Reply:
-        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
-        if body is not None and not isinstance(body, bytes):
-            body = (body if isinstance(body, str) else jsonlib.dumps(body)).encode("utf-8", "surrogatepass")
-        return self.loop.run_until_complete(http(self.app, method, path, headers, body or b""))
-
+class Site(RoleSite):
     def post(self, body, role: str | None = "operator") -> Reply:
         return self.call("POST", PATH, body, role)
 
@@ -63,22 +44,9 @@ class Site:
 def site(tmp_path_factory):
     """One site for the module: the app starts once (about 40 ms each time otherwise)."""
     folder = tmp_path_factory.mktemp("readings")
-    (folder / "site.yaml").write_text(SITE)
-    cfg, _ = load_config(folder / "site.yaml")
-    clock = Clock()
-    clock.advance(T0)
-    runtime = Runtime(cfg, clock, base_dir=folder)
-    tokens = {}
-    for role in auth.ROLES:
-        tokens[role] = auth.new_api_token()
-        runtime.store.add_token(f"{role}-token", role, auth.token_hash(tokens[role]))
-    site = Site(runtime, build_app(runtime), asyncio.new_event_loop(), clock, tokens)
-    _, response = site.loop.run_until_complete(site.app.asgi_client.get("/api/v1/health"))
-    assert response.status == 200
+    site = role_site(Site, folder, SITE, T0)
     yield site
-    runtime.historian.close()
-    runtime.store.close()
-    site.loop.close()
+    site.close()
 
 
 def test_roles(site):

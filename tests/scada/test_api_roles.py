@@ -23,6 +23,7 @@ from scada.api import auth as api_auth
 from scada.app import Runtime
 from scada.config import load_config
 from tags.timefmt import iso_utc, parse_iso
+from tests.scada.api_site import clock_runtime, request_body, role_tokens
 from tests.scada.asgi import Reply, http, scope
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
@@ -102,9 +103,7 @@ class Site:
             headers["Authorization"] = f"Bearer {token}"
         if cookie is not None:
             headers["Cookie"] = f"{api_auth.COOKIE}={cookie}"
-        if body is not None and not isinstance(body, bytes):
-            body = (body if isinstance(body, str) else jsonlib.dumps(body)).encode()
-        return self.loop.run_until_complete(http(self.app, method, path, headers, body or b""))
+        return self.loop.run_until_complete(http(self.app, method, path, headers, request_body(body)))
 
     def login(self, username: str, password: str = PASSWORD) -> Reply:
         return self.call("POST", "/api/v1/login", body={"username": username, "password": password})
@@ -146,16 +145,8 @@ def _ws_body(sent: list[dict]) -> dict:
 
 
 def _build(tmp_path, api: str = "{}", extend=None) -> Site:
-    site = tmp_path / "site.yaml"
-    site.write_text(SITE.format(api=api))
-    cfg, _ = load_config(site)
-    clock = Clock()
-    clock.advance(T0)
-    runtime = Runtime(cfg, clock, base_dir=tmp_path)
-    tokens = {}
-    for role in auth.ROLES:
-        tokens[role] = auth.new_api_token()
-        runtime.store.add_token(f"{role}-token", role, auth.token_hash(tokens[role]))
+    runtime, clock = clock_runtime(tmp_path, SITE.format(api=api), T0)
+    tokens = role_tokens(runtime)
     app = build_app(runtime)
     if extend is not None:
         extend(app)

@@ -10,7 +10,6 @@ image.
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 import textwrap
 from dataclasses import dataclass
 
@@ -20,8 +19,8 @@ from twisted.internet.task import Clock
 from channels.sim.field import SimulatedField
 from scada.api import build_app
 from scada.app import Runtime
-from scada.config import load_config
 from tags.timefmt import parse_iso
+from tests.scada.api_site import clock_runtime, request_body, start_app
 from tests.scada.asgi import Reply, http
 
 T0 = parse_iso("2026-11-19T08:00:00Z")
@@ -50,11 +49,7 @@ class Site:
     clock: Clock
 
     def call(self, method: str, path: str, body=None) -> Reply:
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = jsonlib.dumps(body)
-        if isinstance(body, str):
-            body = body.encode()
-        return self.loop.run_until_complete(http(self.app, method, path, body=body or b""))
+        return self.loop.run_until_complete(http(self.app, method, path, body=request_body(body)))
 
     def post(self, name: str, body) -> Reply:
         return self.call("POST", f"/api/v1/sim/devices/{name}", body)
@@ -68,15 +63,9 @@ class Site:
 
 
 def _build(tmp_path, simulate: bool) -> Site:
-    (tmp_path / "site.yaml").write_text(SITE.format(simulate="true" if simulate else "false"))
-    cfg, _ = load_config(tmp_path / "site.yaml")
-    clock = Clock()
-    clock.advance(T0)
-    runtime = Runtime(cfg, clock, base_dir=tmp_path)
+    runtime, clock = clock_runtime(tmp_path, SITE.format(simulate="true" if simulate else "false"), T0)
     site = Site(runtime, build_app(runtime), asyncio.new_event_loop(), clock)
-    # Start the app (routes, middleware) once through Sanic's ASGI test client.
-    _, response = site.loop.run_until_complete(site.app.asgi_client.get("/api/v1/health"))
-    assert response.status == 200
+    start_app(site.loop, site.app)
     return site
 
 
