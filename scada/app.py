@@ -152,6 +152,9 @@ class Runtime:
                 self.tags.define(tagdef)
         #: What the runtime starts besides channels: the modem server, MQTT, UDP listeners, simulated uplinks.
         self.services = ServiceSet()
+        #: Callbacks waiting for the API to listen (see :meth:`when_serving`); None: no server is coming
+        #: (a runtime driven by tests), so they run at once.
+        self._before_serving: list | None = None
         self._running = False
 
     def _verification_moved(self, meter) -> None:
@@ -208,6 +211,27 @@ class Runtime:
     def uptime(self) -> float:
         """Return seconds since the runtime was built."""
         return self._reactor.seconds() - self.started_at
+
+    def expect_server(self) -> None:
+        """Say that an API server will be started: :meth:`when_serving` callbacks wait for :meth:`serving`."""
+        if self._before_serving is None:
+            self._before_serving = []
+
+    def when_serving(self, callback) -> None:
+        """Call ``callback()`` once the API listens (at once if it does, or if no server is expected)."""
+        if self._before_serving is None:
+            callback()
+        else:
+            self._before_serving.append(callback)
+
+    def serving(self) -> None:
+        """The API listens: run the callbacks that waited for it."""
+        waiting, self._before_serving = self._before_serving or [], None
+        for callback in waiting:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one service that cannot start must not stop the others
+                log.exception("cannot start %r after the API", callback)
 
     def start(self) -> None:
         """Start history and polling."""
@@ -308,6 +332,7 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
         log.error("cannot build the site: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         return 1
     app = build_app(runtime)
+    runtime.expect_server()
     state: dict = {}
 
     async def serve() -> None:
@@ -319,7 +344,9 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
         await server.before_start()
         await server.after_start()
         state["server"] = server
-        log.info("API on http://%s:%d/api/v1", cfg.api.host, cfg.api.port)
+        log.info("API on http://%s:%d/api/v1, HMI on http://%s:%d/", cfg.api.host, cfg.api.port,
+                 cfg.api.host, cfg.api.port)
+        runtime.serving()
 
     async def shutdown() -> None:
         # The API first: a request arriving during shutdown must not meet a

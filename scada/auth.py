@@ -69,6 +69,11 @@ ADMIN = ("admin",)
 #: No credentials needed (``/health``, ``/login``).  Never combined with roles.
 PUBLIC = ("public",)
 
+#: The demo's users (``api.demo_users``), by name: their roles.  All have :data:`DEMO_PASSWORD`.
+DEMO_USERS = {"dispatcher": "operator", "crew": "crew", "viewer": "viewer", "engineer": "engineer",
+              "admin": "admin"}
+DEMO_PASSWORD = "demo1234"
+
 #: Shortest password accepted.
 MIN_PASSWORD = 8
 #: Longest password accepted: argon2 takes any length, but a login body

@@ -293,7 +293,11 @@ def _start_sim_uplinks(runtime: Any, broker: tuple[str, int] | None) -> None:
                                   _sim_token(runtime) if cfg.api.auth else None)
         how = "the HTTP integration"
     uplinks = SimUplinks(reactor, devices, publisher)
-    uplinks.start()
+    if isinstance(publisher, HttpPublisher):
+        # They post to this site's own API: not before it listens, or the first posts are refused.
+        runtime.when_serving(uplinks.start)
+    else:
+        uplinks.start()
     runtime.sim_uplinks = uplinks
     log.info("simulated uplinks: %d meters sending through %s", len(devices), how)
 

@@ -21,6 +21,7 @@ from scada.api import auth as api_auth
 from scada.api.alarms import bp as alarms_blueprint
 from scada.api.billing import bp as billing_blueprint
 from scada.api.docs import bp as docs_blueprint
+from scada.api.hmi import bp as hmi_blueprint
 from scada.api.integrations import bp as integrations_blueprint
 from scada.api.live import bp as live_blueprint
 from scada.api.readings import bp as readings_blueprint
@@ -68,6 +69,7 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.blueprint(billing_blueprint)
     app.blueprint(reports_blueprint)
     app.blueprint(integrations_blueprint)
+    app.blueprint(hmi_blueprint)
     # The API's description (GET /api/v1/openapi.json, /api/v1/docs) is built from every route registered.
     app.blueprint(docs_blueprint)
 

@@ -178,6 +178,8 @@ def install(app) -> None:
         log.warning("API AUTHENTICATION IS OFF (api.auth: false): anyone who can reach %s acts as admin. "
                     "Demo only: never on a site.", api.listen)
         return
+    if api.demo_users:
+        _demo_users(runtime.store)
     try:
         credentials = runtime.store.count_credentials()
     except sqlite3.Error as exc:
@@ -186,6 +188,24 @@ def install(app) -> None:
     if credentials == 0:
         log.warning("API authentication is on, but %s has no users or API tokens, so nobody can log in. "
                     "Create an administrator: scada user add NAME --role admin", runtime.store.path)
+
+
+def _demo_users(store) -> None:
+    """Create the demo's missing users (``api.demo_users``, simulated sites only); say so loudly."""
+    from scada.auth import DEMO_PASSWORD, DEMO_USERS, hash_password
+
+    added = []
+    try:
+        for name, role in DEMO_USERS.items():
+            if store.user(name) is None:
+                store.add_user(name, role, hash_password(DEMO_PASSWORD))
+                added.append(name)
+    except sqlite3.Error as exc:
+        log.warning("cannot create the demo users in %s: %s", store.path, exc)
+        return
+    log.warning("demo users (api.demo_users): %s, password %r%s. Simulated site only.",
+                ", ".join(f"{n} ({r})" for n, r in DEMO_USERS.items()), DEMO_PASSWORD,
+                f"; created now: {', '.join(added)}" if added else "")
 
 
 # --------------------------------------------------------------------------

@@ -6,15 +6,21 @@ Protocol (JSON text frames):
 client → server
     ``{"subscribe": ["b1-", "b2-heat."]}``  tag name prefixes ("" = every tag);
     ``{"unsubscribe": ["b1-"]}``; ``{"alarms": false}`` stops alarm pushes
-    (on by default).
+    (on by default); ``{"channels": true}`` asks for channel and device
+    statistics (off by default).
 server → client
     ``{"type": "hello", "user", "role", "server_time"}`` on connect, then
     ``{"type": "alarms", "alarms": [...], "flood": ...}`` (the active list);
     ``{"type": "snapshot", "tags": [...]}`` answers each subscribe with the
     current values; ``{"type": "tags", "tags": [...]}`` carries changes,
     coalesced per tag over :data:`COALESCE_S` so a burst of polls is one
-    frame; ``{"type": "alarm", "entry": {...}, "alarm": {...}}`` for every
-    journal entry, in order, at once; ``{"type": "error", "error": "..."}``
+    frame.  A poll that repeats a value is sent too (same value, newer
+    ``ts``), so a screen can tell a fresh value from a stale one;
+    ``{"type": "alarm", "entry": {...}, "alarm": {...}}`` for every
+    journal entry, in order, at once; ``{"type": "channels", "channels":
+    [...], "devices": [...]}`` (as ``GET /channels`` and ``GET /devices``)
+    at once and every :data:`CHANNELS_S` seconds while asked for;
+    ``{"type": "error", "error": "..."}``
     for a message the server cannot use (the connection stays open).
 
 A client that cannot keep up (more than :data:`MAX_PENDING_FRAMES` frames
@@ -39,6 +45,7 @@ from scada.api import auth as api_auth
 from scada.api.auth import READ, roles
 from scada.api.common import check_text, lang
 from scada.api.openapi import doc
+from scada.api.v1 import channels_json, devices_json
 from tags.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ MAX_PENDING_FRAMES = 1000
 MAX_PREFIXES = 100
 #: Seconds between checks that the connection's credential still holds (on the runtime's reactor clock).
 RECHECK_S = 30.0
+#: Seconds between channel statistics frames (on the runtime's reactor clock).
+CHANNELS_S = 5.0
 
 
 class _Client:
@@ -75,6 +84,7 @@ class _Client:
         self.pending: dict[str, dict] = {}
         self.flush_handle: asyncio.TimerHandle | None = None
         self.unsubscribe_alarms = None
+        self.channels_call = None
         self.overflowed = False
         #: Set to ``(close code, reason)`` when the server ends the connection.
         self.ended: asyncio.Future = self.loop.create_future()
@@ -142,7 +152,7 @@ class _Client:
             self.unsubscribe_table = None
         self.table_prefix = wanted
         if wanted is not None:
-            self.unsubscribe_table = self.runtime.tags.subscribe(self.on_sample, prefix=wanted, changes_only=True)
+            self.unsubscribe_table = self.runtime.tags.subscribe(self.on_sample, prefix=wanted, changes_only=False)
 
     # ---------------------------------------------------------------- alarms
 
@@ -173,9 +183,24 @@ class _Client:
             alarm = {**alarm, "message": message}
         self.put({"type": "alarm", "entry": entry, "alarm": alarm})
 
+    # -------------------------------------------------------------- channels
+
+    def channels_on(self, on: bool) -> None:
+        if on and self.channels_call is None:
+            self.send_channels()
+        elif not on and self.channels_call is not None:
+            if self.channels_call.active():
+                self.channels_call.cancel()
+            self.channels_call = None
+
+    def send_channels(self) -> None:
+        self.channels_call = self.runtime.reactor.callLater(CHANNELS_S, self.send_channels)
+        self.put({"type": "channels", "channels": channels_json(self.runtime), "devices": devices_json(self.runtime)})
+
     def close(self) -> None:
         self.unsubscribe(list(self.prefixes))
         self.alarms_on(False)
+        self.channels_on(False)
         self.end(1000, "")
         if self.flush_handle is not None:
             self.flush_handle.cancel()
@@ -210,10 +235,10 @@ def _handle(client: _Client, raw) -> None:
         raise ValueError("a message must be a JSON object, e.g. {\"subscribe\": [\"b1-\"]}") from None
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object, e.g. {\"subscribe\": [\"b1-\"]}")
-    known = {"subscribe", "unsubscribe", "alarms"}
+    known = {"subscribe", "unsubscribe", "alarms", "channels"}
     unknown = sorted(set(message) - known)
     if unknown:
-        raise ValueError(f"unknown key {unknown[0]!r} (use subscribe, unsubscribe, alarms)")
+        raise ValueError(f"unknown key {unknown[0]!r} (use subscribe, unsubscribe, alarms, channels)")
     if "subscribe" in message:
         client.subscribe(_strings(message, "subscribe"))
     if "unsubscribe" in message:
@@ -222,6 +247,10 @@ def _handle(client: _Client, raw) -> None:
         if not isinstance(message["alarms"], bool):
             raise ValueError("'alarms' must be true or false")
         client.alarms_on(message["alarms"])
+    if "channels" in message:
+        if not isinstance(message["channels"], bool):
+            raise ValueError("'channels' must be true or false")
+        client.channels_on(message["channels"])
 
 
 @bp.websocket("/live")

@@ -434,6 +434,8 @@ def build_spec(app, version: str | None = None) -> dict[str, Any]:
     used_ids: set[str] = set()
     routes = sorted(app.router.routes, key=lambda r: (_openapi_path(r), sorted(r.methods)))
     for route in routes:
+        if not route.path.startswith("api/"):
+            continue  # the HMI's page and files are not the API
         if route.extra.websocket:
             websockets.append(_websocket(route))
             continue

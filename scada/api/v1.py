@@ -202,8 +202,13 @@ async def history(request, name: str):
 @doc(responses={200: {"type": "object", "required": ["devices"], "properties": {"devices": _OBJECT_LIST}}})
 async def devices(request):
     """Return communication statistics per device."""
+    return json({"devices": devices_json(_runtime(request))})
+
+
+def devices_json(runtime) -> list[dict]:
+    """Return every device's communication statistics, times as ISO 8601 (``GET /devices``, the live feed)."""
     out = []
-    for channel, device in _runtime(request).device_index():
+    for channel, device in runtime.device_index():
         h = device.health()
         h["channel"] = channel.name
         # Uplink meters report when they were last heard; hand-read ones their last reading.
@@ -214,7 +219,7 @@ async def devices(request):
             h["last_backfill"] = _iso(h["last_backfill"])
             h["archive_newest"] = {k: _iso(v) for k, v in h.get("archive_newest", {}).items()}
         out.append(h)
-    return json({"devices": out})
+    return out
 
 
 #: Default span of a gaps report: the last week.
@@ -269,8 +274,13 @@ async def device_gaps(request, name: str):
 @doc(responses={200: {"type": "object", "required": ["channels"], "properties": {"channels": _OBJECT_LIST}}})
 async def channels(request):
     """Return per-segment statistics: transactions/s, utilisation, termination."""
+    return json({"channels": channels_json(_runtime(request))})
+
+
+def channels_json(runtime) -> list[dict]:
+    """Return every channel's statistics, times as ISO 8601 (``GET /channels``, the live feed)."""
     out = []
-    for ch in _runtime(request).channels:
+    for ch in runtime.channels:
         h = ch.health()
         link = h.get("link")
         if isinstance(link, dict):
@@ -282,4 +292,4 @@ async def channels(request):
             if isinstance(h.get(key), (int, float)):
                 h[key] = _iso(h[key])
         out.append(h)
-    return json({"channels": out})
+    return out

@@ -28,6 +28,7 @@ from .messages import describe_error
 from .model import (
     ApiConfig,
     BalanceConfig,
+    HmiConfig,
     ChannelConfig,
     DeviceConfig,
     HistoryConfig,
@@ -73,7 +74,7 @@ from .yaml_lines import load_yaml
 BUILTIN_PROFILES_DIR = FsPath(__file__).resolve().parents[2] / "config" / "profiles"
 #: The sections a site file may have (the YAML contract).
 SITE_KEYS = ("site", "history", "api", "store", "simulate", "channels", "profiles", "alarm_settings", "alarms",
-             "notifications", "modem_server", "mqtt", "registry", "balance", "simulate_history")
+             "notifications", "modem_server", "mqtt", "registry", "balance", "simulate_history", "hmi")
 
 _BOOL = TypeAdapter(bool, config=ConfigDict(strict=True))
 _NAME = TypeAdapter(Name, config=ConfigDict(strict=True))
@@ -177,6 +178,7 @@ class _Run:
         alarm_settings = self._validate(AlarmSettings, _or(data.get("alarm_settings"), {}), self.file,
                                         ("alarm_settings",))
         balance = self._validate(BalanceConfig, _or(data.get("balance"), {}), self.file, ("balance",))
+        hmi = self._validate(HmiConfig, _or(data.get("hmi"), {}), self.file, ("hmi",))
         notifications = self._validate(NotificationsConfig, _or(data.get("notifications"), {}), self.file,
                                        ("notifications",))
         raw_channels = _or(data.get("channels"), [])
@@ -189,7 +191,12 @@ class _Run:
         if "simulate_history" in data:
             simulate_history = self._simulate_history(_or(data["simulate_history"], {}), devices, simulate)
         alarms = self._alarms(_or(data.get("alarms"), []), channels, profiles, complete, registry)
-        if any(p.is_error for p in self.problems) or None in (site, history, api, store, simulate, balance):
+        if hmi is not None:
+            self._check_kiosk(hmi, registry, [c.name for c in channels])
+        if api is not None and api.demo_users and simulate is False:
+            self.error(self.file, self.smap.line(api, "demo_users"),
+                       "api.demo_users: true needs simulate: true (well-known passwords are for the demo only)")
+        if any(p.is_error for p in self.problems) or None in (site, history, api, store, simulate, balance, hmi):
             return None
         return SiteConfig.model_validate(
             {
@@ -207,10 +214,20 @@ class _Run:
                 "mqtt": mqtt,
                 "registry": registry,
                 "balance": balance,
+                "hmi": hmi,
                 "simulate_history": simulate_history,
                 "source": self.file,
             }
         )
+
+    def _check_kiosk(self, hmi: HmiConfig, registry: Any, channel_names: list[str]) -> None:
+        """Every ``building:<id>`` of ``hmi.kiosk.views`` must name a building (a channel without a registry)."""
+        known = [b.id for b in registry.buildings] if registry is not None else channel_names
+        for i, view in enumerate(hmi.kiosk.views):
+            if view.startswith("building:") and view[len("building:"):] not in known:
+                self.error(self.file, self.smap.line(hmi, "kiosk", "views", i),
+                           f"hmi.kiosk.views: no building {view[len('building:'):]!r} "
+                           f"(known: {', '.join(known) or 'none'})")
 
     def _read(self, file: str, what: str) -> dict[Any, Any] | None:
         """Return a YAML file's top-level mapping, or None after recording why not."""

@@ -218,6 +218,9 @@ class ApiConfig(ConfigModel):
     auth: bool = True
     #: How long a login session lasts.
     session_ttl: PositiveDuration = 12 * 3600.0
+    #: Create the demo's users (dispatcher, crew, viewer, engineer, admin; password ``demo1234``) when
+    #: missing.  Only with ``simulate: true``: a site with real meters never has well-known passwords.
+    demo_users: bool = False
 
     @property
     def host(self) -> str:
@@ -742,6 +745,37 @@ class BalanceConfig(ConfigModel):
     settle: Duration = 300.0
 
 
+#: Views a wall screen can rotate through (``building:<id>`` names a building of the registry).
+HMI_VIEWS = ("overview", "alarms", "journal", "channels", "trends")
+
+
+def _check_kiosk_view(value: str) -> str:
+    if value in HMI_VIEWS or (value.startswith("building:") and len(value) > len("building:")):
+        return value
+    raise ValueError(f"unknown view {value!r} (use {', '.join(HMI_VIEWS)} or building:<id>)")
+
+
+class KioskConfig(ConfigModel):
+    """``hmi.kiosk``: what a wall screen opened with ``/?kiosk=1`` shows, in turn."""
+
+    views: list[Annotated[str, AfterValidator(_check_kiosk_view)]] = Field(
+        default=["overview", "alarms", "channels"], min_length=1)
+    #: Seconds each view stays on screen.
+    every: PositiveDuration = 20.0
+
+
+class HmiConfig(ConfigModel):
+    """The ``hmi:`` section: the web HMI's defaults for every screen."""
+
+    #: Language of the screens until a user switches (``ru`` or ``en``).
+    lang: Literal["ru", "en"] = "ru"
+    #: Sound a horn for new high and critical alarms until they are acknowledged (each screen can mute it).
+    sound: bool = True
+    #: A value older than this many poll periods of its device is shown stale.
+    stale_polls: float = Field(default=2.0, ge=1.0, le=100.0)
+    kiosk: KioskConfig = KioskConfig()
+
+
 class StoreConfig(ConfigModel):
     """The ``store:`` section: the operational SQLite file (alarm journal, users, tokens, sessions)."""
 
@@ -771,6 +805,8 @@ class SiteConfig(ConfigModel):
     registry: Optional[RegistryConfig] = None
     #: The balance service (ОДПУ against Σ ИПУ over a rolling window).
     balance: BalanceConfig = BalanceConfig()
+    #: The web HMI's defaults (language, sound, wall-screen rotation).
+    hmi: HmiConfig = HmiConfig()
     #: Simulated past samples filled in at start (only with ``simulate: true``); None: none.
     simulate_history: Optional[SimulateHistoryConfig] = None
     #: The file this configuration was loaded from ("" if built in code).

@@ -610,3 +610,50 @@ def test_a_closed_feed_leaves_no_check_behind(site):
     before = len(site.clock.getDelayedCalls())
     site.run(scenario)
     assert len(site.clock.getDelayedCalls()) == before
+
+
+def test_a_repeated_value_is_sent_with_its_new_time(site):
+    """A poll that reads the same value again still goes out (newer ts): the HMI tells fresh from stale by it."""
+    site.update("m1.volume_m3", 100.0)
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        ws.send({"subscribe": ["m1.volume"]})
+        assert (await ws.frame())["type"] == "snapshot"
+        site.clock.advance(10)
+        site.update("m1.volume_m3", 100.0)
+        frame = await ws.frame()
+        assert frame == {"type": "tags", "tags": [
+            {"name": "m1.volume_m3", "value": 100.0, "unit": "m3", "quality": "good", "ts": iso_utc(T0 + 10)}]}
+        await ws.close()
+
+    site.run(scenario)
+
+
+def test_channel_statistics_on_request_and_every_few_seconds(site):
+    """{"channels": true} answers channel and device statistics at once, then every CHANNELS_S of the clock."""
+
+    async def scenario(site):
+        ws, _, _ = await _connect(site)
+        assert (await ws.settle())["type"] == "error" and ws.pending() == 0  # none unasked
+        ws.send({"channels": True})
+        frame = await ws.frame()
+        assert frame["type"] == "channels"
+        assert [c["name"] for c in frame["channels"]] == ["gw"]
+        assert [(d["name"], d["channel"], d["poll_s"]) for d in frame["devices"]] == [
+            ("m1", "gw", 10.0), ("m2", "gw", 10.0)]
+        site.clock.advance(live.CHANNELS_S)
+        assert (await ws.frame())["type"] == "channels"
+        ws.send({"channels": False})
+        assert (await ws.settle())["type"] == "error"
+        site.clock.advance(live.CHANNELS_S * 3)
+        assert ws.pending() == 0
+        ws.send({"channels": "yes"})
+        assert (await ws.frame()) == {"type": "error", "error": "'channels' must be true or false"}
+        ws.send({"channels": True})
+        assert (await ws.frame())["type"] == "channels"
+        await ws.close()
+        # The closed feed leaves no timer behind.
+        assert not [c for c in site.clock.getDelayedCalls() if "send_channels" in repr(c.func)]
+
+    site.run(scenario)

@@ -81,6 +81,10 @@ def contract(method: str, path: str):
         return ("billing", "admin")
     if path.startswith("/api/v1/reports/"):
         return auth.DATA
+    if path.startswith("/api/v1/hmi/"):
+        return auth.READ
+    if path == "/" or path.startswith("/hmi/"):
+        return auth.PUBLIC  # the HMI's page and files: no site data, and the login page must load
     return None
 
 
