@@ -187,11 +187,16 @@ def test_the_site_answer_is_json_all_the_way(site):
     jsonlib.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
 
 
-def test_demo_users_are_created_once_with_the_demo_password(tmp_path, caplog):
+def test_demo_users_are_created_once_with_the_demo_password(tmp_path, caplog, monkeypatch):
     """``api.demo_users`` gives the demo its well-known logins; existing users are left as they are."""
+    from argon2 import PasswordHasher
+
+    from scada import auth
     from scada.api.auth import _demo_users
     from scada.auth import DEMO_PASSWORD, DEMO_USERS, hash_password, verify_password
     from scada.store import OpsStore
+
+    monkeypatch.setattr(auth, "PASSWORD_HASHER", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
 
     store = OpsStore(tmp_path / "ops.db")
     try:
