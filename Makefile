@@ -14,7 +14,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
 install: $(STAMP)
@@ -32,20 +32,24 @@ demo-deps:
 	  || echo "mosquitto could not be installed: the demo's LoRaWAN meters will use the HTTP integration"; }
 
 ## System packages the integration tests need: influxd (Debian's influxdb,
-## 1.x) for the InfluxDB historian tests and mosquitto for the LoRaWAN MQTT
-## tests.  The packages' postinst may start system services; the tests run
-## their own servers on free ports anyway.
+## 1.x) for the InfluxDB historian tests, mosquitto for the LoRaWAN MQTT
+## tests and chromium for the HMI browser tests (Playwright drives Debian's
+## /usr/bin/chromium; it never downloads a browser of its own).  The
+## packages' postinst may start system services; the tests run their own
+## servers on free ports anyway.
 system-deps:
 	@missing=; command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	  { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=; fi; \
 	    $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 
-## Install what the tests need and run the whole suite (influxd and
-## mosquitto are required, not skipped).
+## Install what the tests need and run the whole suite (influxd, mosquitto
+## and chromium are required, not skipped).  The HMI tests leave screenshots
+## of every view in test-output/hmi/.
 test: install system-deps
-	SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 $(VENV)/bin/pytest -q
+	SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 SCADA_REQUIRE_CHROMIUM=1 $(VENV)/bin/pytest -q
 
 test-unit: install
 	$(VENV)/bin/pytest -q -m "not integration"
@@ -54,13 +58,14 @@ check: install
 	$(VENV)/bin/scada check $(CONFIG)
 
 bench: install system-deps
-	$(PY) -m pip install -q -e '.[test,bench]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/engine.py
 	$(PY) bench/mbus_decode.py
 	$(PY) bench/historian.py
 	$(PY) bench/alarms.py
 	$(PY) bench/modems.py
 	$(PY) bench/balance.py
+	$(PY) bench/hmi.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info

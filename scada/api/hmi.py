@@ -134,6 +134,16 @@ def _by_suffix(tags, device: str, suffixes: tuple[str, ...]) -> str | None:
     return _existing(tags, *(f"{device}.{s}" for s in suffixes))
 
 
+def _tags_by_device(tags) -> dict[str, list[str]]:
+    """Return the tag names (sorted) of each device: ``<device>.<point>``."""
+    found: dict[str, list[str]] = {}
+    for name in tags.names():
+        device, dot, _ = name.partition(".")
+        if dot:
+            found.setdefault(device, []).append(name)
+    return found
+
+
 def _imbalance(tags, building: str) -> dict[str, str]:
     out = {}
     for resource in _IMBALANCE_RESOURCES:
@@ -147,7 +157,7 @@ def _registry_buildings(runtime, registry, devices: dict[str, dict], today) -> l
     from scada.api.registry import meter_json  # the registry's own JSON of a meter
 
     tags = runtime.tags
-    names = tags.names()
+    by_device = _tags_by_device(tags)
     out = []
     for b in registry.buildings.values():
         heat = next((m for m in b.meters if m.role == "odpu" and m.resource == "heat"), None)
@@ -171,8 +181,7 @@ def _registry_buildings(runtime, registry, devices: dict[str, dict], today) -> l
             item = meter_json(m, registry, today)
             item["device"] = m.device
             item["channel"] = devices.get(m.device, {}).get("channel")
-            prefix = m.device + "."
-            item["tags"] = [n for n in names if n.startswith(prefix)]
+            item["tags"] = by_device.get(m.device, [])
             meters.append(item)
             if m.device not in building_devices:
                 building_devices.append(m.device)
@@ -191,7 +200,7 @@ def _registry_buildings(runtime, registry, devices: dict[str, dict], today) -> l
 def _channel_buildings(runtime, devices: dict[str, dict]) -> list[dict[str, Any]]:
     """Without a registry: one "building" per channel, its devices as meters."""
     tags = runtime.tags
-    names = tags.names()
+    by_device = _tags_by_device(tags)
     out = []
     for channel in runtime.channels:
         members = [d.name for d in channel.devices]
@@ -204,7 +213,7 @@ def _channel_buildings(runtime, devices: dict[str, dict]) -> list[dict[str, Any]
             devices[d]["building"] = channel.name
             meters.append({"id": d, "resource": None, "role": "odpu", "tag": None, "unit": "", "premises": None,
                            "device": d, "channel": channel.name,
-                           "tags": [n for n in names if n.startswith(d + ".")]})
+                           "tags": by_device.get(d, [])})
         out.append({"id": channel.name, "address": channel.name, "channels": [channel.name], "devices": members,
                     "key": key, "meters": meters, "premises": []})
     return out
