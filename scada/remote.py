@@ -154,7 +154,7 @@ def start_services(runtime: Any) -> None:
     if hub is None:
         return
     services.add("uplinks", lambda: None, hub.health)
-    broker = None
+    broker = subscriber = None
     lorawan = [c for c in cfg.channels if c.type == "lorawan"]
     if cfg.mqtt is not None and lorawan:
         broker = _broker(runtime)
@@ -175,7 +175,7 @@ def start_services(runtime: Any) -> None:
             listener.start()
             services.add(f"udp {channel.name}", listener.stop, listener.health)
     if runtime.field is not None and runtime.field.uplink_devices:
-        _start_sim_uplinks(runtime, broker)
+        _start_sim_uplinks(runtime, broker, subscriber)
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -267,8 +267,13 @@ class SpawnedBroker:
                 "running": running}
 
 
-def _start_sim_uplinks(runtime: Any, broker: tuple[str, int] | None) -> None:
-    """Let the simulated LoRaWAN/NB-IoT meters send uplinks: over MQTT if a broker is up, else HTTP."""
+def _start_sim_uplinks(runtime: Any, broker: tuple[str, int] | None, subscriber: Any = None) -> None:
+    """Let the simulated LoRaWAN/NB-IoT meters send uplinks: over MQTT if a broker is up, else HTTP.
+
+    They start sending once the site can hear them: over MQTT when its
+    subscriber is subscribed (the broker keeps nothing for late
+    subscribers), over HTTP when the API listens.
+    """
     from channels.sim.chirpstack import HttpPublisher, MqttPublisher, SimUplinkDevice, SimUplinks
     from scada.config.alarms import remote_points
 
@@ -296,6 +301,8 @@ def _start_sim_uplinks(runtime: Any, broker: tuple[str, int] | None) -> None:
     if isinstance(publisher, HttpPublisher):
         # They post to this site's own API: not before it listens, or the first posts are refused.
         runtime.when_serving(uplinks.start)
+    elif subscriber is not None and not subscriber.connected:
+        subscriber.on_first_subscribe.append(lambda: reactor.callLater(0, uplinks.start))
     else:
         uplinks.start()
     runtime.sim_uplinks = uplinks

@@ -81,6 +81,8 @@ class MqttSubscriber:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.connected = False
+        #: Called once, with no arguments, when the first subscription is in place.
+        self.on_first_subscribe: list = []
         self.connects = 0
         self.connect_failures = 0
         self.messages = 0
@@ -152,6 +154,9 @@ class MqttSubscriber:
                     self.connects += 1
                     delay = self.backoff_initial
                     log.info("MQTT: connected to %s, subscribed to %s", self.broker, ", ".join(self.topics))
+                    waiting, self.on_first_subscribe = self.on_first_subscribe, []
+                    for callback in waiting:
+                        callback()
                     async for message in client.messages:
                         self.handle(message.topic.value, message.payload)
             except asyncio.CancelledError:

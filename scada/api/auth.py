@@ -180,6 +180,8 @@ def install(app) -> None:
         return
     if api.demo_users:
         _demo_users(runtime.store)
+    else:
+        _warn_demo_passwords(runtime.store)
     try:
         credentials = runtime.store.count_credentials()
     except sqlite3.Error as exc:
@@ -206,6 +208,20 @@ def _demo_users(store) -> None:
     log.warning("demo users (api.demo_users): %s, password %r%s. Simulated site only.",
                 ", ".join(f"{n} ({r})" for n, r in DEMO_USERS.items()), DEMO_PASSWORD,
                 f"; created now: {', '.join(added)}" if added else "")
+
+
+def _warn_demo_passwords(store) -> None:
+    """Warn about users that still have the demo's well-known password (a site grown from the demo file)."""
+    from scada.auth import DEMO_PASSWORD, DEMO_USERS, verify_password
+
+    try:
+        users = [store.user(name) for name in DEMO_USERS]
+    except sqlite3.Error:
+        return  # the credential count below says what is wrong with the store
+    weak = [u.name for u in users if u is not None and verify_password(u.password_hash, DEMO_PASSWORD)[0]]
+    if weak:
+        log.warning("USERS WITH THE DEMO PASSWORD %r: %s. Anyone who read the README can log in as them: "
+                    "scada user passwd NAME, or scada user remove NAME", DEMO_PASSWORD, ", ".join(weak))
 
 
 # --------------------------------------------------------------------------

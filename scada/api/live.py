@@ -17,9 +17,10 @@ server → client
     frame.  A poll that repeats a value is sent too (same value, newer
     ``ts``), so a screen can tell a fresh value from a stale one;
     ``{"type": "alarm", "entry": {...}, "alarm": {...}}`` for every
-    journal entry, in order, at once; ``{"type": "channels", "channels":
-    [...], "devices": [...]}`` (as ``GET /channels`` and ``GET /devices``)
-    at once and every :data:`CHANNELS_S` seconds while asked for;
+    journal entry, in order, at once; ``{"type": "channels", "server_time",
+    "channels": [...], "devices": [...]}`` (as ``GET /channels`` and ``GET
+    /devices``) at once and every :data:`CHANNELS_S` seconds while asked
+    for (a screen can keep its clock correction and know the link is alive);
     ``{"type": "error", "error": "..."}``
     for a message the server cannot use (the connection stays open).
 
@@ -195,7 +196,8 @@ class _Client:
 
     def send_channels(self) -> None:
         self.channels_call = self.runtime.reactor.callLater(CHANNELS_S, self.send_channels)
-        self.put({"type": "channels", "channels": channels_json(self.runtime), "devices": devices_json(self.runtime)})
+        self.put({"type": "channels", "server_time": iso_utc(self.runtime.reactor.seconds()),
+                  "channels": channels_json(self.runtime), "devices": devices_json(self.runtime)})
 
     def close(self) -> None:
         self.unsubscribe(list(self.prefixes))

@@ -218,3 +218,24 @@ def test_demo_users_only_on_a_simulated_site(tmp_path):
     with pytest.raises(Exception) as caught:
         load_config(tmp_path / "site.yaml")
     assert "site.yaml:3: api.demo_users: true needs simulate: true" in str(caught.value)
+
+
+def test_users_left_with_the_demo_password_are_named_at_start(tmp_path, caplog, monkeypatch):
+    """A site grown from the demo file (demo_users off now) is told which users still have the demo password."""
+    from argon2 import PasswordHasher
+
+    from scada import auth
+    from scada.api.auth import _warn_demo_passwords
+    from scada.auth import DEMO_PASSWORD, hash_password
+    from scada.store import OpsStore
+
+    monkeypatch.setattr(auth, "PASSWORD_HASHER", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    store = OpsStore(tmp_path / "ops.db")
+    try:
+        store.add_user("admin", "admin", hash_password(DEMO_PASSWORD))
+        store.add_user("crew", "crew", hash_password("changed-since"))
+        store.add_user("ivanov", "operator", hash_password(DEMO_PASSWORD))  # not a demo name: not checked
+        _warn_demo_passwords(store)
+        assert "USERS WITH THE DEMO PASSWORD 'demo1234': admin." in caplog.text
+    finally:
+        store.close()

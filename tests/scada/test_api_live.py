@@ -638,12 +638,13 @@ def test_channel_statistics_on_request_and_every_few_seconds(site):
         assert (await ws.settle())["type"] == "error" and ws.pending() == 0  # none unasked
         ws.send({"channels": True})
         frame = await ws.frame()
-        assert frame["type"] == "channels"
+        assert frame["type"] == "channels" and frame["server_time"] == iso_utc(T0)
         assert [c["name"] for c in frame["channels"]] == ["gw"]
         assert [(d["name"], d["channel"], d["poll_s"]) for d in frame["devices"]] == [
             ("m1", "gw", 10.0), ("m2", "gw", 10.0)]
         site.clock.advance(live.CHANNELS_S)
-        assert (await ws.frame())["type"] == "channels"
+        frame = await ws.frame()
+        assert frame["type"] == "channels" and frame["server_time"] == iso_utc(T0 + live.CHANNELS_S)
         ws.send({"channels": False})
         assert (await ws.settle())["type"] == "error"
         site.clock.advance(live.CHANNELS_S * 3)
