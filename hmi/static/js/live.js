@@ -8,6 +8,7 @@ const USABLE = new Set(['good', 'manual', 'calculated', 'backfilled']);
 const SPECIAL = { manual: 'q-manual', calculated: 'q-calculated', backfilled: 'q-backfilled' };
 const ACTIVE_STATES = new Set(['unack_active', 'ack_active', 'rtn_unack']);
 const BACKOFF_MAX_S = 10;
+const HEARTBEAT_MS = 15000;              // no frame at all for this long: the connection is dead
 
 const listeners = new Map();             // event -> Set(cb)
 const bindings = new Map();              // tag name -> Set(binding)
@@ -24,6 +25,9 @@ let rafPending = false;
 let skewMs = 0;
 let channelsPoll = null;                 // interval id when the server has no channel pushes
 let staleTimer = null;
+let lastFrameAt = 0;                     // Date.now() of the last frame of the current socket
+let heartbeatTimer = null;
+let floodFetchSeq = 0;
 
 /** Is a quality one whose value can be trusted? */
 export function usable(quality) {
@@ -209,12 +213,54 @@ function storeTags(list, isWs) {
 }
 
 function setAlarms(list) {
+  // 'alarmlist' listeners get the ids known before this list (null for the first list since
+  // page load), so they can tell which alarms are new (e.g. raised while the connection was down).
+  const known = live.alarmsLoaded ? new Map(live.alarms) : null;
   live.alarms.clear();
   for (const a of list || []) if (ACTIVE_STATES.has(a.state)) live.alarms.set(a.id, a);
+  live.alarmsLoaded = true;
+  emit('alarmlist', { known });
   emit('alarms', null);
 }
 
+function setFlood(flood) {
+  live.flood = flood && typeof flood === 'object' ? flood : null;
+}
+
+/** The flood state from the server's active-alarm answer (when a flood_on alarm lacks the details). */
+async function fetchFlood() {
+  const seq = ++floodFetchSeq;
+  try {
+    const res = await api('/api/v1/alarms', { params: { state: 'active' } });
+    if (seq !== floodFetchSeq || !res || !('flood' in res)) return;
+    setFlood(res.flood);
+    emit('alarms', null);
+  } catch { /* the next alarms frame brings it */ }
+}
+
+function onFloodAlarm(entry, alarm) {
+  const ev = entry && entry.event;
+  if (ev === 'flood_off') {
+    floodFetchSeq++;
+    setFlood(null);
+  } else if (ev === 'flood_on') {
+    // The flood alarm's value is the number of new alarms in the window.
+    const count = alarm && typeof alarm.value === 'number' ? alarm.value : null;
+    const firstOut = alarm ? alarm.first_out : undefined;
+    if (count !== null && firstOut !== undefined) {
+      floodFetchSeq++;
+      setFlood({ active_since: alarm.active_since || (entry && entry.ts) || null, count, first_out: firstOut });
+    } else {
+      // Show the banner at once; the details follow from the server.
+      setFlood({ active_since: (alarm && alarm.active_since) || (entry && entry.ts) || null,
+        count, first_out: firstOut || null });
+      fetchFlood();
+    }
+  }
+}
+
 function onAlarm(entry, alarm) {
+  if (entry && (entry.event === 'flood_on' || entry.event === 'flood_off')) onFloodAlarm(entry, alarm);
   if (alarm && alarm.id) {
     if (ACTIVE_STATES.has(alarm.state)) live.alarms.set(alarm.id, alarm);
     else live.alarms.delete(alarm.id);
@@ -251,21 +297,26 @@ function startChannelsPoll() {
   channelsPoll = setInterval(() => { if (live.connected) pollChannels(); }, 5000);
 }
 
+function setServerTime(iso) {
+  const st = parseTs(iso);
+  if (st !== null) skewMs = st - Date.now();
+}
+
 function onMessage(ev) {
   let msg;
   try { msg = JSON.parse(ev.data); } catch { return; }
   switch (msg.type) {
     case 'hello': {
       gotHello = true;
-      const st = parseTs(msg.server_time);
-      if (st !== null) skewMs = st - Date.now();
+      setServerTime(msg.server_time);
       backoff = 1;
       setConnected(true);
       emit('hello', msg);
       break;
     }
     case 'alarms':
-      live.flood = msg.flood;
+      floodFetchSeq++;
+      setFlood(msg.flood);
       setAlarms(msg.alarms);
       break;
     case 'alarm':
@@ -276,6 +327,7 @@ function onMessage(ev) {
       storeTags(msg.tags || [], msg.type === 'tags');
       break;
     case 'channels':
+      if (msg.server_time) setServerTime(msg.server_time);
       live.channels = msg.channels || [];
       live.devices = msg.devices || [];
       emit('channels', { channels: live.channels, devices: live.devices });
@@ -311,13 +363,19 @@ function connect() {
     return;
   }
   ws = sock;
+  lastFrameAt = Date.now();
   sock.onopen = () => {
     if (gen !== wsGen) return;
+    lastFrameAt = Date.now();
     const prefixes = Array.from(prefixCount.keys());
     if (prefixes.length) send({ subscribe: prefixes });
     send({ channels: true });
   };
-  sock.onmessage = (ev) => { if (gen === wsGen) onMessage(ev); };
+  sock.onmessage = (ev) => {
+    if (gen !== wsGen) return;
+    lastFrameAt = Date.now();
+    onMessage(ev);
+  };
   sock.onclose = (ev) => {
     if (gen !== wsGen) return;
     ws = null;
@@ -337,6 +395,22 @@ function connect() {
   sock.onerror = () => { /* onclose follows */ };
 }
 
+// While connected, the server pushes a 'channels' frame every 5 s: a silence of
+// HEARTBEAT_MS means a dead connection (no close seen): drop it and reconnect. The same
+// for a handshake that hangs. (An older server without channel pushes is not watched.)
+function heartbeat() {
+  if (!started || !ws || channelsPoll) return;
+  if (ws.readyState !== WebSocket.OPEN && ws.readyState !== WebSocket.CONNECTING) return;
+  if (Date.now() - lastFrameAt <= HEARTBEAT_MS) return;
+  console.warn('live: no frame for', HEARTBEAT_MS / 1000, 's, reconnecting');
+  const sock = ws;
+  wsGen++;                               // ignore anything the old socket still does
+  ws = null;
+  try { sock.close(4000, 'heartbeat'); } catch { /* closed */ }
+  setConnected(false);
+  scheduleReconnect();
+}
+
 function scheduleReconnect() {
   if (!started || reconnectTimer) return;
   const delay = backoff;
@@ -350,7 +424,8 @@ export const live = {
   alarms: new Map(),
   channels: [],
   devices: [],
-  flood: false,
+  flood: null,               // {active_since, count, first_out} while an alarm flood is on
+  alarmsLoaded: false,       // an 'alarms' list arrived since the page was loaded
   connected: false,
   /** Cost of the last batch (ms): reading a tags frame into the store, writing bound elements. */
   stats: { ingestMs: 0, flushMs: 0 },
@@ -358,6 +433,7 @@ export const live = {
   /** Open the connection (after login); idempotent. */
   start() {
     if (!staleTimer) staleTimer = setInterval(staleLoop, 1000);
+    if (!heartbeatTimer) heartbeatTimer = setInterval(heartbeat, 1000);
     if (started && ws) return;
     started = true;
     backoff = 1;

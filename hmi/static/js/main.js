@@ -4,7 +4,8 @@
 import { api, ApiError } from './api.js';
 import { initI18n, setLang, lang, t, translateDom, setTimeZone, fmtTime, fmtDate } from './i18n.js';
 import { live } from './live.js';
-import { initSound, soundEnabled, setSoundEnabled, setHorn, onSoundChange, unlock } from './sound.js';
+import { closeDialogs } from './widgets.js';
+import { initSound, soundEnabled, setSoundEnabled, setHorn, hornWanted, onSoundChange, unlock } from './sound.js';
 
 const VIEWS = ['overview', 'building', 'alarms', 'journal', 'channels', 'trends'];
 const PRIORITIES = ['critical', 'high', 'medium', 'low'];
@@ -28,6 +29,7 @@ const state = {
   siteRetry: null,
   siteBackoff: 1,
   siteFailed: false,
+  forbidden: null,      // role name while signed in with a role that has no HMI access
   kioskTimer: null,
   kioskIndex: -1,
   lastBuilding: null,
@@ -189,17 +191,48 @@ function renderCounts() {
     box.classList.toggle('unacked', unacked[p] > 0);
     box.title = t('app.alarm_count_title', { prio: t(`prio.${p}`), n: n[p], u: unacked[p] });
   }
-  // The horn stops once every high/critical alarm is acknowledged.
-  if (unacked.critical + unacked.high === 0) setHorn(false);
+}
+
+// The horn is decided here, synchronously on every alarm change (requestAnimationFrame
+// does not run in a hidden tab); only the counters wait for the next frame.
+
+function hornAlarm(a) {
+  return !!a && HORN_PRIORITIES.has(a.priority) && UNACKED.has(a.state);
+}
+
+/** The horn stops once every high/critical alarm is acknowledged. */
+function hornOffIfAllAcked() {
+  if (!hornWanted()) return;
+  for (const a of live.alarms.values()) if (hornAlarm(a)) return;
+  setHorn(false);
 }
 
 function onAlarmEvent(ev) {
   queueCounts();
-  if (!ev || !ev.alarm) return;
-  const a = ev.alarm;
-  const from = ev.entry ? ev.entry.state_from : null;
-  if (HORN_PRIORITIES.has(a.priority) && a.state === 'unack_active' && from !== 'unack_active') {
-    setHorn(true);
+  if (ev && ev.alarm) {
+    const a = ev.alarm;
+    const from = ev.entry ? ev.entry.state_from : null;
+    if (HORN_PRIORITIES.has(a.priority) && a.state === 'unack_active' && from !== 'unack_active') {
+      setHorn(true);
+    }
+  }
+  hornOffIfAllAcked();
+}
+
+/**
+ * A full active list (page load, login, reconnect): `known` maps the ids known before to
+ * their alarms (null for the first list since the page was loaded). An unacked high or
+ * critical alarm that is new, or raised again since, starts the horn; on the first list
+ * any unacked one does (a wall screen must sound again after a reload).
+ */
+function onAlarmList({ known }) {
+  for (const a of live.alarms.values()) {
+    if (!hornAlarm(a)) continue;
+    const old = known ? known.get(a.id) : null;
+    if (!known || !old || !UNACKED.has(old.state) || (Number(a.count) || 0) > (Number(old.count) || 0)) {
+      setHorn(true);
+      return;
+    }
   }
 }
 
@@ -239,12 +272,62 @@ function scheduleSiteRetry(then) {
   }, delay * 1000);
 }
 
-/** Load the site and start everything; on a network/server error keep retrying (→ false). */
+function storedLang() {
+  try { return localStorage.getItem('hmi.lang'); } catch { return null; }
+}
+
+/** The site's configured language (hmi.lang) unless ?lang= or the user's own choice says otherwise. */
+async function applySiteLang() {
+  const siteLang = state.site && state.site.hmi && state.site.hmi.lang;
+  if (!siteLang || siteLang === lang() || query.get('lang') || storedLang()) return;
+  // Not stored: a later change of the configured language still applies.
+  await initI18n(siteLang);
+  translateDom(document);
+  live.refreshAll();
+}
+
+/** The role of the signed-in user (for the "no access" message), from /me or the 403 text. */
+async function currentRole(err) {
+  try {
+    const me = await api('/api/v1/me');
+    if (me && me.role) return me.role;
+  } catch { /* fall back to the error text */ }
+  const m = /role '([^']+)'/.exec((err && err.message) || '');
+  return m ? m[1] : '?';
+}
+
+/** Signed in with a role that may not use the HMI (billing, integration): say so, offer another login. */
+async function showForbidden(err) {
+  state.forbidden = await currentRole(err);
+  state.loggedIn = false;
+  clearTimeout(state.siteRetry);
+  state.siteRetry = null;
+  state.siteFailed = false;
+  live.stop();
+  setHorn(false);
+  stopKiosk();
+  showLogin(forbiddenText());
+}
+
+function forbiddenText() {
+  const role = state.forbidden;
+  const name = t(`app.role.${role}`);
+  return t('login.forbidden', { role: name === `app.role.${role}` ? role : name });
+}
+
+/**
+ * Load the site and start everything; on a network/server error keep retrying (→ false).
+ * A role without HMI access (403) shows the login page with a message (→ 'forbidden').
+ */
 async function enter() {
   try {
     await loadSite();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return false; // the login page is shown
+    if (err instanceof ApiError && err.status === 403) {
+      await showForbidden(err);
+      return 'forbidden';
+    }
     console.warn('site:', err.message || err);
     state.siteFailed = true;
     setConnUi(false);
@@ -252,6 +335,8 @@ async function enter() {
     return false;
   }
   state.loggedIn = true;
+  state.forbidden = null;
+  try { await applySiteLang(); } catch (err) { console.warn('lang:', err); }
   initSound(state.site.hmi ? state.site.hmi.sound : true);
   if (!state.subscribed) {
     // Every tag: one prefix, the tag store is cheap enough for thousands of tags.
@@ -281,6 +366,7 @@ async function refreshSite() {
     if (changed) route(true);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;
+    if (err instanceof ApiError && err.status === 403) { await showForbidden(err); return; }
     state.siteFailed = true;
     setConnUi(false);
     scheduleSiteRetry(refreshSite);
@@ -316,6 +402,7 @@ async function logout() {
 function unmountCurrent() {
   const cur = state.current;
   state.current = null;
+  closeDialogs();
   if (cur && cur.unmount) {
     try { cur.unmount(); } catch (err) { console.error('unmount', err); }
   }
@@ -343,7 +430,14 @@ function showLogin(message) {
     el('label', { class: 'field', for: 'login-user' }, el('span', { class: 'field-label', text: t('login.user') }), user),
     el('label', { class: 'field', for: 'login-password' }, el('span', { class: 'field-label', text: t('login.password') }), pass),
     err, submit,
-    kiosk ? el('div', { class: 'login-hint', text: t('login.kiosk_hint') }) : null);
+    kiosk ? el('div', { class: 'login-hint', text: t('login.kiosk_hint') }) : null,
+    // Signed in with a role that has no HMI access: end that session (or just log in as another user).
+    state.forbidden ? el('button', { id: 'login-logout', class: 'btn', type: 'button', text: t('app.logout'),
+      onclick: async () => {
+        state.forbidden = null;
+        try { await api('/api/v1/logout', { method: 'POST' }); } catch { /* gone already */ }
+        showLogin();
+      } }) : null);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     unlock();
@@ -371,7 +465,8 @@ function showLogin(message) {
     }
     unauthorizedHandled = false;
     // The site loads next; enter() keeps retrying if the server does not answer it now.
-    if (!(await enter()) && body.dataset.view === 'login') {
+    const entered = await enter();
+    if (!entered && body.dataset.view === 'login') {
       submit.disabled = false;
       err.textContent = t('login.network');
     }
@@ -518,7 +613,7 @@ async function boot() {
     setConnUi(connUp());
     queueCounts();
     if (body.dataset.view === 'login') {
-      showLogin($('login-error') ? $('login-error').textContent : '');
+      showLogin(state.forbidden ? forbiddenText() : ($('login-error') ? $('login-error').textContent : ''));
       return;
     }
     // Alarm messages come localized per connection: reconnect with ?lang=.
@@ -548,6 +643,7 @@ async function boot() {
       connectedBefore = true;
     }
   });
+  live.on('alarmlist', onAlarmList);
   live.on('alarms', onAlarmEvent);
   setInterval(tickClock, 1000);
 

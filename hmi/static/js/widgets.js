@@ -73,6 +73,13 @@ export function toastError(context, err) {
 
 // ---------------------------------------------------------------- dialog
 
+const openDialogs = new Set();           // cancel functions of the open dialogs
+
+/** Cancel every open dialog (they resolve to null): a view that goes away takes its dialogs along. */
+export function closeDialogs() {
+  for (const cancel of Array.from(openDialogs)) cancel();
+}
+
 /**
  * A modal form. `fields`: [{id, label, type: 'text'|'textarea'|'number'|'checkbox', value, required,
  * min, max, step, choices: [values] (quick buttons filling the field), hint}].
@@ -116,10 +123,13 @@ export function formDialog({title, text, fields, okId, okLabel, cancelLabel, onS
     const finish = (value) => {
       if (done) return;
       done = true;
+      openDialogs.delete(cancelDialog);
       try { dlg.close(); } catch (_) { /* closed */ }
       dlg.remove();
       resolve(value);
     };
+    const cancelDialog = () => finish(null);
+    openDialogs.add(cancelDialog);
     cancel.addEventListener('click', () => finish(null));
     dlg.addEventListener('cancel', (e) => { e.preventDefault(); finish(null); });
     form.addEventListener('submit', async (e) => {

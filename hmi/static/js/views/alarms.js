@@ -5,7 +5,7 @@ import { api } from '../api.js';
 import { fmtDateTime, fmtNum, fmtUnit, lang, t } from '../i18n.js';
 import { live } from '../live.js';
 import { can } from '../main.js';
-import { formDialog, h, toast, toastError, wbr } from '../widgets.js';
+import { closeDialogs, formDialog, h, toast, toastError, wbr } from '../widgets.js';
 
 export const PRIORITIES = ['critical', 'high', 'medium', 'low'];
 const PRIO_MARK = { critical: '1', high: '2', medium: '3', low: '4' };
@@ -457,10 +457,11 @@ export function mount(root, params = {}) {
       if (f in counts) b.append(h('span.seg-count', { class: f === 'unacked' && counts.unacked ? 'has-unacked' : null }, String(counts[f])));
     }
     // flood
+    // The engine's flood: {active_since, count, first_out} while a flood is on, else null.
     const fl = live.flood;
-    if (fl && (fl.active || ANNUNCIATED.has(fl.state))) {
+    if (fl) {
       flood.hidden = false;
-      flood.textContent = `${PRIO_SHAPE.high} ${fl.message || t('alarms.flood')}`
+      flood.textContent = `${PRIO_SHAPE.high} ${typeof fl.count === 'number' ? t('alarms.flood_n', { n: fl.count }) : t('alarms.flood')}`
         + (fl.first_out ? ` — ${t('alarms.first_out', { id: fl.first_out })}` : '');
     } else flood.hidden = true;
 
@@ -557,6 +558,7 @@ export function mount(root, params = {}) {
   fetchList();
 
   return () => {
+    closeDialogs();
     clearInterval(periodic);
     clearTimeout(refetchTimer);
     offAlarms();

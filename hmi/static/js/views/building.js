@@ -215,7 +215,9 @@ export function mount(root, params) {
       const unit = st && st.unit;
       const d = value - base;
       const digits = unit === 'kWh' ? 1 : unit === 'm3' ? 3 : undefined;
-      return `+${fmtNum(d < 0 && d > -1e-9 ? 0 : d, unit, digits)}`;
+      // A meter replaced or reset since midnight gives a negative delta: a real minus sign, not "+-".
+      if (d < -1e-9) return `\u2212${fmtNum(-d, unit, digits)}`;
+      return `+${fmtNum(d < 0 ? 0 : d, unit, digits)}`;
     };
   }
 
@@ -258,7 +260,10 @@ export function mount(root, params) {
 
   // Midnight values for today's consumption; fetched again after midnight.
   let todayDay = null;
+  let todayLoading = false;
   async function loadToday() {
+    if (todayLoading) return;
+    todayLoading = true;
     try {
       const ans = await api(`/api/v1/hmi/buildings/${encodeURIComponent(b.id)}/today`);
       if (!alive) return;
@@ -269,12 +274,18 @@ export function mount(root, params) {
       live.refreshAll();
     } catch (err) {
       if (alive) console.warn('today:', err.message || err);
+    } finally {
+      todayLoading = false;
     }
   }
   loadToday();
   timers.push(setInterval(() => {
     if (todayDay && fmtDate(live.serverNow()) !== todayDay) loadToday();
   }, 60 * 1000));
+  // Until the midnight values have loaded once (the first request failed), ask again.
+  timers.push(setInterval(() => {
+    if (alive && todayDay === null) loadToday();
+  }, 30 * 1000));
 
   // ---- sparklines (hourly points of the last 24 h), a few requests at a time
   async function loadSparks() {

@@ -183,7 +183,7 @@ export function mount(root) {
         errors: lora
           ? t('channels.lora_errors', { dec: d.decode_errors ?? 0, loss: d.comm_losses ?? 0, dup: d.duplicates ?? 0 })
           : t('channels.dev_errors', { to: d.timeouts ?? 0, crc: d.crc_errors ?? 0, exc: d.exceptions ?? 0 }),
-        rssi: d.rssi == null ? '—' : `${fmtNum(d.rssi, 'dBm')} dBm / ${fmtNum(d.snr, 'dB')} dB`,
+        rssi: d.rssi == null ? '—' : t('channels.rssi_snr', { rssi: fmtNum(d.rssi, 'dBm'), snr: fmtNum(d.snr, 'dB') }),
         battery: d.battery == null ? '—' : fmtNum(d.battery),
         poll: d.poll_s != null ? t('channels.poll_s', { s: fmtNum(d.poll_s) }) : d.period ? String(d.period) : '—',
       };

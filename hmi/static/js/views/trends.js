@@ -420,9 +420,13 @@ export function mount(root, params = {}) {
   chart.setNormalised(st.normalised);
   setupSeries();
   // the first fetch once the canvas has its size (bucket ≈ pixel)
-  requestAnimationFrame(() => requestAnimationFrame(() => fetchAll()));
+  let firstRaf = requestAnimationFrame(() => {
+    firstRaf = requestAnimationFrame(() => { firstRaf = 0; fetchAll(); });
+  });
 
   return () => {
+    if (firstRaf) cancelAnimationFrame(firstRaf);
+    firstRaf = 0;
     seq++;
     offTags();
     clearInterval(slider);
