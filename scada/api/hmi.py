@@ -18,6 +18,7 @@ shown as a building of its devices, its key values found by tag name.
 
 from __future__ import annotations
 
+import math
 import mimetypes
 from datetime import datetime, time as dtime
 from pathlib import Path
@@ -315,5 +316,5 @@ async def today(request, building_id: str):
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and value == value and value not in (float("inf"), float("-inf"))
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
