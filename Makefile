@@ -36,20 +36,26 @@ demo-deps:
 ## tests and chromium for the HMI browser tests (Playwright drives Debian's
 ## /usr/bin/chromium; it never downloads a browser of its own).  The
 ## packages' postinst may start system services; the tests run their own
-## servers on free ports anyway.
+## servers on free ports anyway.  docker-compose (1.29) validates
+## docker-compose.yml; it is installed without its recommended docker.io,
+## as no container engine is needed (or started) to check a compose file.
 system-deps:
 	@missing=; command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	  { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	  if [ -n "$$missing" ]; then \
+	  bare=; command -v docker-compose >/dev/null || bare="docker-compose"; \
+	  if [ -n "$$missing$$bare" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=; fi; \
-	    $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
+	    $$SUDO apt-get update \
+	    && { [ -z "$$missing" ] || $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; } \
+	    && { [ -z "$$bare" ] || $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$bare; }; fi
 
-## Install what the tests need and run the whole suite (influxd, mosquitto
-## and chromium are required, not skipped).  The HMI tests leave screenshots
-## of every view in test-output/hmi/.
+## Install what the tests need and run the whole suite (influxd, mosquitto,
+## chromium and docker-compose are required, not skipped).  The HMI tests
+## leave screenshots of every view in test-output/hmi/.
 test: install system-deps
-	SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 SCADA_REQUIRE_CHROMIUM=1 $(VENV)/bin/pytest -q
+	SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 SCADA_REQUIRE_CHROMIUM=1 SCADA_REQUIRE_DOCKER_COMPOSE=1 \
+	  $(VENV)/bin/pytest -q
 
 test-unit: install
 	$(VENV)/bin/pytest -q -m "not integration"

@@ -520,6 +520,25 @@ class BusScheduler:
             "wire_utilisation_pct": round(min(100.0, 100.0 * (self.wire_time - w0) / span), 1),
         }
 
+    def queue_depth(self) -> int:
+        """Return how many polls are due but not yet started (the poll in progress not counted).
+
+        How far the segment is behind its poll plan: 0 when every device is
+        polled on time; it grows while the link is down or asleep, or when
+        the devices ask for more than the bus can carry.
+        """
+        heap, now = self._heap, self._reactor.seconds()
+        # Walk only the part of the heap that is due: below an entry not yet
+        # due nothing is, so a big segment costs as many steps as it is behind.
+        count, stack = 0, [0] if heap else []
+        while stack:
+            i = stack.pop()
+            if heap[i][0] > now:
+                continue
+            count += 1
+            stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
+        return count
+
     def health(self) -> dict:
         """Return the scheduler's state and statistics."""
         return {

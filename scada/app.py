@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from scada.remote import ServiceSet
@@ -42,6 +44,49 @@ def install_reactor():
     return reactor, loop
 
 
+class _ChannelSink:
+    """Where one channel object's samples, archive records and found tags go, until a reload stops it.
+
+    A channel stopped by a reload may still have a callback under way (a
+    TCP close is reported a turn later): what it delivers then must not
+    reach tags that were removed, or that now belong to its replacement.
+    """
+
+    __slots__ = ("runtime", "open")
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self.runtime = runtime
+        self.open = True
+
+    def samples(self, samples) -> None:
+        """Store a poll's samples in the tag table."""
+        if self.open:
+            self.runtime.tags.update_many(samples)
+
+    def history(self, samples) -> None:
+        """Write archive records to history."""
+        if self.open:
+            self.runtime._write_history(samples)
+
+    def define(self, tagdef) -> None:
+        """Define a tag found only once the meter answered."""
+        if self.open:
+            self.runtime._define_tag(tagdef)
+
+
+@dataclass
+class _Built:
+    """What a running channel was built from, for the next reload to compare with."""
+
+    cfg: Any
+    #: The profiles its devices use, as they were when it was built.
+    profiles: dict
+    #: None for channels a reload does not rebuild (uplink and hand-read ones).
+    sink: _ChannelSink | None
+    #: The simulator serving it when a reload added it to a simulated site (else None).
+    field: Any = None
+
+
 class Runtime:
     """Everything a running site consists of, wired together.
 
@@ -52,8 +97,7 @@ class Runtime:
     """
 
     def __init__(self, cfg, reactor, base_dir: str | os.PathLike | None = None) -> None:
-        from channels.mbus.channel import MBusChannel
-        from channels.modbus.channel import ModbusChannel
+        from twisted.internet.defer import DeferredLock
         from twisted.internet.task import LoopingCall
 
         from scada.history import BACKLOG_TAG, build_historian
@@ -90,23 +134,11 @@ class Runtime:
 
         #: The newest meter archive record stored, per device and archive (survives restarts).
         self.archive_book = FileArchiveBook(base / DEFAULT_PATH)
-        from scada.remote import build_other_channel, modem_link_factory
-
+        self._tz = tz
+        #: What each channel was built from (see :meth:`reload`), by channel name.
+        self._built: dict[str, _Built] = {}
         for ch in cfg.channels:
-            if ch.type not in ("modbus-rtu", "modbus-tcp", "mbus"):
-                channel = build_other_channel(self, ch)
-            elif ch.type == "mbus":
-                channel = MBusChannel(reactor, ch, cfg.profiles, self.tags.update_many, self._write_history,
-                                      self._define_tag, tz, serial_override=serial_over.get(ch.name),
-                                      archive_book=self.archive_book,
-                                      link_factory=modem_link_factory(self.modem_server, ch))
-            else:
-                serial = serial_over.get(ch.name) if ch.type == "modbus-rtu" else None
-                tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
-                channel = ModbusChannel(reactor, ch, cfg.profiles, self.tags.update_many,
-                                        serial_override=serial, tcp_override=tcp, on_history=self._write_history,
-                                        archive_book=self.archive_book, tz=tz,
-                                        link_factory=modem_link_factory(self.modem_server, ch))
+            channel = self._build_channel(ch, serial_over, tcp_over)
             for tagdef in channel.tagdefs:
                 self.tags.define(tagdef)
             self.channels.append(channel)
@@ -156,6 +188,15 @@ class Runtime:
         #: (a runtime driven by tests), so they run at once.
         self._before_serving: list | None = None
         self._running = False
+        self._closed = False  # stop() was called: no reload any more
+        #: The site file a reload reads (the one ``cfg`` was loaded from unless :func:`run` is told another).
+        self.config_path = str(getattr(cfg, "source", "") or "")
+        self.loaded_at = reactor.seconds()
+        #: Reloads tried (refused ones too), and what the last one did (a :class:`scada.reload.ReloadReport`).
+        self.reloads = 0
+        self.last_reload = None
+        # One reload at a time: a SIGHUP while channels are still stopping waits for them.
+        self._reload_lock = DeferredLock()
 
     def _verification_moved(self, meter) -> None:
         """Give the verification alarm of ``meter``'s device the registry's date (None once decommissioned)."""
@@ -172,7 +213,9 @@ class Runtime:
         from scada.notify_build import build_notifier
 
         threshold = cfg.history.queue.alarm_backlog
-        rules = build_rules(cfg) + [LimitRule(
+        # Kept: a reload compares the rules a new site file gives with those running.
+        self._alarm_rules = build_rules(cfg)
+        rules = self._alarm_rules + [LimitRule(
             name="historian", tags=(BACKLOG_TAG.name,), hi=float(threshold), deadband=0.1 * threshold,
             priorities={"hi": Priority.HIGH},
             message="История не записывается: в очереди {value} значений (порог {limit})")]
@@ -249,6 +292,7 @@ class Runtime:
 
         # Before the channels: a modem may dial in as soon as the port is open.
         start_services(self)
+        self.services.add("config", lambda: None, self.config_health)
         from scada.simhistory import start as start_simulated_history
 
         # Before the channels: the archive book learns what the simulated
@@ -270,6 +314,10 @@ class Runtime:
             # done in time instead of 97 %).
             channel.phase = index / count
             channel.start()
+        from scada.channelstats import start_channel_stats
+
+        # After the channels: the first figures are theirs; stopped with the services.
+        start_channel_stats(self)
         log.info("site %r running: %d channels, %d tags", self.cfg.site.name, len(self.channels), len(self.tags))
 
     def stop(self) -> list[str]:
@@ -282,6 +330,7 @@ class Runtime:
         if not self._running:
             return []
         self._running = False
+        self._closed = True
         problems: list[str] = []
 
         def attempt(what: str, step) -> None:
@@ -301,6 +350,9 @@ class Runtime:
         attempt("history", self.historian.close)
         if self.field is not None:
             attempt("simulator", self.field.stop)
+        for name, built in list(self._built.items()):
+            if built.field is not None:
+                attempt(f"simulator of channel {name}", built.field.stop)
         attempt("store", self.store.close)
         if problems:
             for problem in problems:
@@ -313,13 +365,291 @@ class Runtime:
             log.info("site %r stopped", self.cfg.site.name)
         return problems
 
+    # ------------------------------------------------------------ channels and reload
+
+    def _build_channel(self, ch, serial_over: dict, tcp_over: dict, profiles=None):
+        """Return the channel object of ``ch`` (not started, its tags not defined) and remember what built it.
+
+        ``serial_over`` / ``tcp_over`` map channel names to the simulator's
+        pty path / TCP address; ``profiles`` default to the running config's.
+        """
+        from scada.reload import RELOADABLE_TYPES, used_profiles
+        from scada.remote import build_other_channel, modem_link_factory
+
+        profiles = self.cfg.profiles if profiles is None else profiles
+        if ch.type not in RELOADABLE_TYPES:
+            channel = build_other_channel(self, ch)
+            self._built[ch.name] = _Built(ch, used_profiles(ch, profiles), None)
+            return channel
+        from channels.mbus.channel import MBusChannel
+        from channels.modbus.channel import ModbusChannel
+
+        sink = _ChannelSink(self)
+        link_factory = modem_link_factory(self.modem_server, ch)
+        try:
+            if ch.type == "mbus":
+                channel = MBusChannel(self._reactor, ch, profiles, sink.samples, sink.history, sink.define, self._tz,
+                                      serial_override=serial_over.get(ch.name), archive_book=self.archive_book,
+                                      link_factory=link_factory)
+            else:
+                serial = serial_over.get(ch.name) if ch.type == "modbus-rtu" else None
+                tcp = tcp_over.get(ch.name) if ch.type == "modbus-tcp" else None
+                channel = ModbusChannel(self._reactor, ch, profiles, sink.samples, serial_override=serial,
+                                        tcp_override=tcp, on_history=sink.history, archive_book=self.archive_book,
+                                        tz=self._tz, link_factory=link_factory)
+        except Exception:
+            self._unregister_modem(ch)
+            raise
+        self._built[ch.name] = _Built(ch, used_profiles(ch, profiles), sink)
+        return channel
+
+    def _unregister_modem(self, ch) -> None:
+        """Forget the modem of channel ``ch`` (if it has one): its next dial-in is an unknown modem."""
+        modem = getattr(ch.transport, "modem", None) if ch.transport is not None else None
+        if modem is not None and self.modem_server is not None:
+            # The server keeps its links by modem ID; a stopped link would
+            # only be refused as "channel stopped", and a channel added
+            # again with the same modem must be able to register it.
+            self.modem_server.links.pop(str(modem), None)
+
+    def reload(self, new_cfg):
+        """Apply the channel changes of a validated site config; return a Deferred firing with the report.
+
+        Channels are compared by name (see :func:`scada.reload.plan_reload`):
+        removed ones stop and their tags leave the table, added ones are
+        built and started, changed ones are built again; the others are not
+        touched.  Other sections are reported as needing a restart.
+        Reloads run one at a time.
+        """
+        return self._reload_lock.run(self._reload, new_cfg)
+
+    def reload_file(self, path: str | os.PathLike | None = None, adjust=None):
+        """Read the site file again (``path``, default :attr:`config_path`) and reload it; Deferred of the report.
+
+        ``adjust(cfg)`` returns the config with the command line's overrides
+        (``--simulate``, ``--listen``).  A file with errors changes nothing:
+        its problems are logged and reported.
+        """
+        return self._reload_lock.run(self._reload_file, os.fspath(path or self.config_path), adjust)
+
+    def _reload_file(self, path: str, adjust):
+        from scada.config import ConfigError, load_config
+        from scada.reload import ReloadReport, log_refused
+
+        try:
+            cfg, warnings = load_config(path)
+            if adjust is not None:
+                cfg = adjust(cfg)
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems if p.is_error]
+        except Exception as exc:  # noqa: BLE001 - a reload must never take the running site down
+            problems = [f"{path}: {exc}"]
+        else:
+            for warning in warnings:
+                log.warning("reload: %s", warning)
+            return self._reload(cfg, path)
+        self.reloads += 1
+        self.last_reload = ReloadReport(ts=self._reactor.seconds(), path=path, problems=problems)
+        log_refused(path, problems)
+        return self.last_reload
+
+    def _reload(self, new_cfg, path: str | None = None):
+        from twisted.internet import defer
+
+        from scada.reload import ReloadReport, plan_reload
+
+        self.reloads += 1
+        report = ReloadReport(ts=self._reactor.seconds(), path=path or str(getattr(new_cfg, "source", "")))
+        if self._closed:
+            report.problems = ["the site is stopping"]
+            self.last_reload = report
+            return report
+        built = {name: (b.cfg, b.profiles) for name, b in self._built.items()}
+        plan = plan_reload(self.cfg, built, self._alarm_rules, new_cfg)
+        report.unchanged = list(plan.unchanged)
+        report.needs_restart = dict(plan.needs_restart)
+        by_name = {channel.name: channel for channel in self.channels}
+        stopping = []
+        for name in [*plan.remove, *plan.restart]:
+            stopping += self._take_down(by_name[name], removed=name in plan.remove)
+        report.removed = list(plan.remove)
+        # A simulator closes its listening ports a turn later: the channels
+        # that replace it are built once they are closed.
+        waiting = defer.gatherResults(stopping, consumeErrors=True) if stopping else defer.succeed(None)
+        waiting.addErrback(lambda failure: log.warning("reload: a simulator did not stop cleanly: %s",
+                                                       failure.getErrorMessage()))
+        waiting.addCallback(lambda _: self._bring_up(plan, new_cfg, report))
+        return waiting
+
+    def _take_down(self, channel, removed: bool) -> list:
+        """Stop a channel for a reload and forget its tags; return Deferreds of its simulators stopping."""
+        from scada.channelstats import channel_device
+
+        built = self._built.pop(channel.name)
+        if built.sink is not None:
+            built.sink.open = False
+        try:
+            channel.stop()
+        except Exception:  # noqa: BLE001 - the others must be reloaded whatever this one does
+            log.exception("reload: channel %s did not stop cleanly", channel.name)
+        self._unregister_modem(built.cfg)
+        self.channels.remove(channel)
+        for device in built.cfg.devices:
+            self.tags.remove_device(device.name)
+            if self.field is not None:
+                # The simulator API then says the meter is gone (or finds its new simulation).
+                self.field.devices.pop(device.name, None)
+        if removed:
+            # A restarted channel keeps its statistics tags: the same figures follow.
+            self.tags.remove_prefix(channel_device(channel.name) + ".")
+        stopping = []
+        if self.field is not None and channel.name in self.field.modem_channels:
+            # Its simulated modem would keep dialling in, against the rebuilt channel's own one.
+            stopping.append(self.field.stop_modem(channel.name))
+        if built.field is not None:
+            stopping.append(built.field.stop())
+        return stopping
+
+    def _bring_up(self, plan, new_cfg, report):
+        """Build and start the added and changed channels of ``plan``; finish and log ``report``."""
+        from scada.channelstats import channel_device
+        from scada.reload import log_report
+
+        wanted = {ch.name for ch in plan.add} | set(plan.restart)
+        for ch in new_cfg.channels:
+            if ch.name not in wanted:
+                continue
+            try:
+                channel = self._add_channel(ch, new_cfg)
+            except Exception as exc:  # noqa: BLE001 - one channel that cannot be built must not stop the reload
+                report.failed[ch.name] = str(exc) or type(exc).__name__
+                log.debug("reload: channel %s", ch.name, exc_info=True)
+                # Not running: no statistics either (a restarted channel kept them until now).
+                self.tags.remove_prefix(channel_device(ch.name) + ".")
+                continue
+            if ch.name in plan.restart:
+                report.restarted[ch.name] = plan.restart[ch.name][1]
+            else:
+                report.added[ch.name] = len(channel.devices)
+        order = {ch.name: index for index, ch in enumerate(plan.channels)}
+        self.channels.sort(key=lambda channel: order.get(channel.name, len(order)))
+        running = [ch for ch in plan.channels if ch.name in self._built]
+        self.cfg = self.cfg.model_copy(update={"channels": running, "profiles": {**self.cfg.profiles,
+                                                                                **new_cfg.profiles}})
+        if report.outcome == "applied":
+            self.loaded_at = report.ts
+        self.last_reload = report
+        log_report(report)
+        return report
+
+    def _add_channel(self, ch, new_cfg):
+        """Build channel ``ch`` of ``new_cfg`` (with its simulator on a simulated site), define its tags, start it."""
+        serial_over: dict = {}
+        tcp_over: dict = {}
+        field = None
+        if self.cfg.simulate:
+            from types import SimpleNamespace
+
+            from channels.sim.field import SimulatedField
+
+            # Its own simulator: the one started with the site serves the
+            # channels it was built for, on ptys and ports opened then.
+            field = SimulatedField(SimpleNamespace(site=new_cfg.site, channels=[ch], profiles=new_cfg.profiles),
+                                   self._reactor)
+            try:
+                if ch.type in ("modbus-rtu", "mbus"):
+                    serial_over = field.start_pty()
+                elif ch.type == "modbus-tcp":
+                    tcp_over = field.start_tcp()
+            except Exception:
+                field.stop()
+                raise
+        try:
+            channel = self._build_channel(ch, serial_over, tcp_over, new_cfg.profiles)
+            taken = [t.name for t in channel.tagdefs if self.tags.get(t.name) is not None]
+            if taken:
+                raise ValueError(f"tag {taken[0]!r} is already defined by another channel")
+        except Exception:
+            self._built.pop(ch.name, None)
+            self._unregister_modem(ch)
+            if field is not None:
+                field.stop()
+            raise
+        self._built[ch.name].field = field
+        for tagdef in channel.tagdefs:
+            self.tags.define(tagdef)
+        if field is not None and self.field is not None:
+            # The simulator API finds the new meters by name.
+            self.field.devices.update(field.devices)
+        self.channels.append(channel)
+        if self._running:
+            server = self.modem_server
+            if field is not None and field.modem_channels and server is not None and server.port:
+                from scada.remote import _reachable_host
+
+                field.start_modems(_reachable_host(server.listen_host), server.port)
+            channel.log_plan()
+            channel.phase = (len(self.channels) - 1) / len(self.channels)
+            channel.start()
+        return channel
+
+    def config_health(self) -> dict:
+        """Return the site file, when it was loaded, and the outcome of the last reload (``/health``)."""
+        from tags.timefmt import iso_utc
+
+        return {"path": self.config_path, "loaded_at": iso_utc(self.loaded_at), "reloads": self.reloads,
+                "last_reload": None if self.last_reload is None else self.last_reload.to_json()}
+
     def device_index(self) -> list[tuple[object, object]]:
         """Return (channel, device) pairs in configuration order."""
         return [(ch, dev) for ch in self.channels for dev in ch.devices]
 
 
-def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
-    """Run the site until SIGINT/SIGTERM; return the exit status."""
+def _install_reload(runtime: Runtime, reactor, path: str, adjust, state: dict):
+    """Reload ``path`` on SIGHUP (see :meth:`Runtime.reload_file`); return the function that uninstalls it."""
+    import signal
+
+    if not path or not hasattr(signal, "SIGHUP"):
+        return lambda: None
+
+    def reload_now() -> None:
+        if state.get("stopping") or runtime._closed:
+            log.info("reload: SIGHUP while stopping; ignored")
+            return
+        if not runtime._running or runtime._before_serving is not None:
+            if runtime._before_serving is not None:
+                # Still starting: reload once the site runs and the API listens.
+                runtime.when_serving(reload_now)
+            else:
+                log.warning("reload: SIGHUP but the site is not running; ignored")
+            return
+        log.info("reload: SIGHUP: reading %s", path)
+        done = runtime.reload_file(path, adjust)
+        done.addErrback(lambda failure: log.error(
+            "reload failed: %s", failure.getErrorMessage(),
+            exc_info=(failure.type, failure.value, failure.getTracebackObject())))
+
+    def on_signal(signum, frame) -> None:
+        # A Python signal handler runs between two bytecodes of the loop's
+        # thread: hand the work to the reactor, as Twisted does for SIGTERM.
+        reactor.callFromThread(reload_now)
+
+    try:
+        previous = signal.signal(signal.SIGHUP, on_signal)
+    except ValueError:  # not the main thread (an embedding program): no reload on SIGHUP
+        log.warning("reload on SIGHUP is not available: the engine does not run in the main thread")
+        return lambda: None
+    return lambda: signal.signal(signal.SIGHUP, previous)
+
+
+def run(cfg, base_dir: str | os.PathLike | None = None, config_path: str | os.PathLike | None = None,
+        adjust=None) -> int:
+    """Run the site until SIGINT/SIGTERM; return the exit status.
+
+    SIGHUP reloads the site file ``config_path`` (default: the file ``cfg``
+    was loaded from); ``adjust(cfg)`` applies the command line's overrides
+    to the reloaded config, as they were applied to ``cfg``.
+    """
     reactor, loop = install_reactor()
     from scada.api import build_app
 
@@ -384,9 +714,18 @@ def run(cfg, base_dir: str | os.PathLike | None = None) -> int:
     def stopping():
         from twisted.internet.defer import Deferred
 
+        state["stopping"] = True
         return Deferred.fromFuture(asyncio.ensure_future(shutdown()))
 
     reactor.callWhenRunning(started)
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
-    reactor.run()
+    path = os.fspath(config_path) if config_path is not None else runtime.config_path
+    if path:
+        # Absolute: /health shows which file it is, whatever the directory the engine was started from.
+        path = runtime.config_path = os.path.abspath(path)
+    uninstall_reload = _install_reload(runtime, reactor, path, adjust, state)
+    try:
+        reactor.run()
+    finally:
+        uninstall_reload()
     return 1 if "error" in state else 0

@@ -18,12 +18,23 @@ def _default_config() -> str:
     return DEFAULT_CONFIGS[-1]
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # pymodbus and sanic are chatty at INFO; the engine's own lines matter.
-    for noisy in ("sanic.access", "sanic.root", "sanic.server", "pymodbus"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(verbose: bool, log_format: str | None = None) -> None:
+    """Log to stderr as text or JSON lines (``--log-format``, default ``$SCADA_LOG_FORMAT`` or text)."""
+    from scada import logs
+
+    logs.setup(verbose, log_format or logs.default_format())
+
+
+def _version() -> str:
+    """Return the installed version of the package (the source tree's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scada-metering")
+    except PackageNotFoundError:
+        from scada import __version__
+
+        return __version__
 
 
 def _load(path: str):
@@ -34,26 +45,25 @@ def _load(path: str):
         cfg, warnings = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            _say_problem(problem)
         return None
     for problem in warnings:
-        print(problem, file=sys.stderr)
+        _say_problem(problem)
     return cfg
 
 
-def cmd_check(args) -> int:
-    """Validate a site file: problems as FILE:LINE: message, exit 1; 'ok' and 0 when valid."""
-    from scada.config import check_main
+def _say_problem(problem) -> None:
+    """Print a config problem to stderr; as a log line when logs are JSON (every stderr line is then JSON)."""
+    from scada import logs
 
-    return check_main(args.file)
+    if logs.active_format() == "json":
+        logging.getLogger("scada.config").log(logging.ERROR if problem.is_error else logging.WARNING, "%s", problem)
+    else:
+        print(problem, file=sys.stderr)
 
 
-def cmd_run(args) -> int:
-    """Run the site: poll, keep tags and history, serve the API."""
-    _setup_logging(args.verbose)
-    cfg = _load(args.config)
-    if cfg is None:
-        return 1
+def _overrides(cfg, args):
+    """Return ``cfg`` with ``--simulate`` and ``--listen`` applied; ValueError naming a bad ``--listen``."""
     if args.simulate:
         cfg = cfg.model_copy(update={"simulate": True})
     if args.listen:
@@ -65,16 +75,37 @@ def cmd_run(args) -> int:
             cfg = cfg.model_copy(update={"api": ApiConfig(**(cfg.api.model_dump() | {"listen": args.listen}))})
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            print(f"--listen {args.listen!r}: {reason}", file=sys.stderr)
-            return 1
+            raise ValueError(f"--listen {args.listen!r}: {reason}") from None
+    return cfg
+
+
+def cmd_check(args) -> int:
+    """Validate a site file: problems as FILE:LINE: message, exit 1; 'ok' and 0 when valid."""
+    from scada.config import check_main
+
+    return check_main(args.file)
+
+
+def cmd_run(args) -> int:
+    """Run the site: poll, keep tags and history, serve the API; SIGHUP reloads the site file."""
+    _setup_logging(args.verbose, args.log_format)
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    try:
+        cfg = _overrides(cfg, args)
+    except ValueError as exc:
+        logging.getLogger("scada.cli").error("%s", exc)
+        return 1
     from scada.app import run
 
-    return run(cfg)
+    # The reloaded file gets the same overrides as this one.
+    return run(cfg, config_path=args.config, adjust=lambda reloaded: _overrides(reloaded, args))
 
 
 def cmd_simulate(args) -> int:
     """Run only the simulated field for another master to poll."""
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     cfg = _load(args.config)
     if cfg is None:
         return 1
@@ -219,6 +250,10 @@ def cmd_schema(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``scada`` command."""
     parser = argparse.ArgumentParser(prog="scada", description="Metering dispatch SCADA for apartment buildings.")
+    parser.add_argument("--version", action="version", version=f"scada {_version()}")
+    log_format = {"choices": ("text", "json"),
+                  "help": "log lines as text or one JSON object per line (default: $SCADA_LOG_FORMAT or text)"}
+    parser.add_argument("--log-format", default=None, **log_format)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a site: poll meters, keep history, serve the API")
@@ -226,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true", help="poll simulated meters on ptys, whatever the file says")
     p.add_argument("--listen", help="API address host:port, overriding api.listen")
     p.add_argument("-v", "--verbose", action="store_true")
+    # SUPPRESS: not given here, the value before the subcommand stands.
+    p.add_argument("--log-format", default=argparse.SUPPRESS, **log_format)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate a site YAML file")
@@ -243,20 +280,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="TCP listen address (default: %(default)s)")
     p.add_argument("--port", type=int, default=0, help="first TCP port, 0 for any (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log-format", default=argparse.SUPPRESS, **log_format)
     p.set_defaults(func=cmd_simulate)
 
-    from scada import cli_history, cli_mbus, cli_readings, cli_users
+    from scada import cli_grafana, cli_history, cli_mbus, cli_readings, cli_users
 
     cli_mbus.add_parser(sub)
     cli_users.add_parser(sub)
     cli_readings.add_parser(sub)
     cli_history.add_parser(sub)
+    cli_grafana.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scada`` console script."""
     args = build_parser().parse_args(argv)
+    if args.log_format is None and args.func in (cmd_run, cmd_simulate):
+        from scada import logs
+
+        try:
+            args.log_format = logs.default_format()
+        except ValueError as exc:
+            print(f"scada: {exc}", file=sys.stderr)
+            return 1
     try:
         return args.func(args)
     except KeyboardInterrupt:

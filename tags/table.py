@@ -107,6 +107,34 @@ class TagTable:
         self._route(tagdef.name, entry)
         self._entries[tagdef.name] = entry
 
+    def remove(self, name: str) -> bool:
+        """Forget a tag (its channel was removed); return whether it was defined.
+
+        Subscriptions stay as they are: they are kept by prefix, not by
+        tag, so a tag defined again later under the same name reaches the
+        same subscribers.  A sample for a removed tag raises ``KeyError``
+        like any unknown tag.
+        """
+        return self._entries.pop(name, None) is not None
+
+    def remove_device(self, device: str) -> list[str]:
+        """Forget every tag of ``device`` (by definition, or named ``<device>.<point>``); return their names."""
+        prefix = f"{device}."
+        names = [name for name, entry in self._entries.items()
+                 if entry.state.definition.device == device or name.startswith(prefix)]
+        for name in names:
+            del self._entries[name]
+        return sorted(names)
+
+    def remove_prefix(self, prefix: str) -> list[str]:
+        """Forget every tag whose name starts with ``prefix`` (not "": that would empty the table); return them."""
+        if not prefix:
+            raise ValueError("remove_prefix needs a non-empty prefix")
+        names = [name for name in self._entries if name.startswith(prefix)]
+        for name in names:
+            del self._entries[name]
+        return sorted(names)
+
     def update(self, sample: Sample) -> bool:
         """Store a sample and notify subscribers; return whether value or quality changed.
 

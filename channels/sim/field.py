@@ -442,6 +442,17 @@ class SimulatedField:
             self._modems.append(modem)
         return modems
 
+    def stop_modem(self, channel_name: str) -> defer.Deferred[Any]:
+        """Hang up the simulated modem of one channel for good (its channel was removed or rebuilt).
+
+        Otherwise it would keep redialling, and against a rebuilt channel's
+        own simulated modem with the same ID the two would keep replacing
+        each other's connection.  The Deferred fires once it is closed.
+        """
+        stopping = [modem.stop() for modem in self._modems if modem.name == channel_name]
+        self._modems = [modem for modem in self._modems if modem.name != channel_name]
+        return defer.gatherResults(stopping)
+
     def start_tcp(self, host: str = "127.0.0.1", base_port: int = 0) -> dict[str, tuple[str, int]]:
         """Listen for each Modbus channel on TCP; return {channel: (host, port)}.
 

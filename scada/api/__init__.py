@@ -23,6 +23,7 @@ from scada.api.billing import bp as billing_blueprint
 from scada.api.docs import bp as docs_blueprint
 from scada.api.hmi import bp as hmi_blueprint
 from scada.api.integrations import bp as integrations_blueprint
+from scada.api import metrics as api_metrics
 from scada.api.live import bp as live_blueprint
 from scada.api.readings import bp as readings_blueprint
 from scada.api.registry import bp as registry_blueprint
@@ -70,6 +71,8 @@ def build_app(runtime, name: str | None = None) -> Sanic:
     app.blueprint(reports_blueprint)
     app.blueprint(integrations_blueprint)
     app.blueprint(hmi_blueprint)
+    # GET /metrics (Prometheus), outside /api/v1 and its description; a registry per app.
+    api_metrics.install(app)
     # The API's description (GET /api/v1/openapi.json, /api/v1/docs) is built from every route registered.
     app.blueprint(docs_blueprint)
 

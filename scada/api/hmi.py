@@ -33,7 +33,7 @@ from scada.api.auth import PUBLIC, READ, roles
 from scada.api.common import error
 from scada.api.openapi import doc, param
 from scada.billing.periods import site_zone
-from scada.config.alarms import balance_tag
+from scada.keytags import building_key_tags, channel_key_tags
 from tags.timefmt import iso_utc
 
 #: The HMI's files (``hmi/static`` at the top of the repository).
@@ -52,11 +52,6 @@ PERMISSIONS = {
     "sim": ("POST", "api/v1/sim/devices/<name:str>"),
     "registry_events": ("POST", "api/v1/registry/meters/<meter_id:str>/events"),
 }
-
-#: Key values of a building tile when the registry names none: tag suffixes of its heat meter.
-_HEAT_SUFFIXES = {"power": ("power_kw", "power"), "t_supply": ("t_supply_c", "flow_temperature"),
-                  "t_return": ("t_return_c", "return_temperature"), "heat_flow": ("flow_m3h", "volume_flow")}
-_IMBALANCE_RESOURCES = ("heat", "cold_water", "hot_water", "electricity", "gas")
 
 
 # ------------------------------------------------------------------ static files
@@ -127,12 +122,9 @@ def _devices(runtime) -> dict[str, dict]:
     return devices
 
 
-def _existing(tags, *names: str | None) -> str | None:
-    return next((n for n in names if n and tags.get(n) is not None), None)
-
-
-def _by_suffix(tags, device: str, suffixes: tuple[str, ...]) -> str | None:
-    return _existing(tags, *(f"{device}.{s}" for s in suffixes))
+def _exists(tags):
+    """Return the predicate "a tag of that name is in the tag table" (see :mod:`scada.keytags`)."""
+    return lambda name: tags.get(name) is not None
 
 
 def _tags_by_device(tags) -> dict[str, list[str]]:
@@ -145,37 +137,15 @@ def _tags_by_device(tags) -> dict[str, list[str]]:
     return found
 
 
-def _imbalance(tags, building: str) -> dict[str, str]:
-    out = {}
-    for resource in _IMBALANCE_RESOURCES:
-        name = balance_tag(building, resource, "imbalance_pct")
-        if tags.get(name) is not None:
-            out[resource] = name
-    return out
-
-
 def _registry_buildings(runtime, registry, devices: dict[str, dict], today) -> list[dict[str, Any]]:
     from scada.api.registry import meter_json  # the registry's own JSON of a meter
 
     tags = runtime.tags
     by_device = _tags_by_device(tags)
     out = []
+    exists = _exists(tags)
     for b in registry.buildings.values():
-        heat = next((m for m in b.meters if m.role == "odpu" and m.resource == "heat"), None)
-        cold = next((m for m in b.meters if m.role == "odpu" and m.resource == "cold_water"), None)
-        key: dict[str, Any] = {"power": None, "t_supply": None, "t_return": None, "heat_flow": None,
-                               "flow": None, "t_outdoor": _existing(tags, b.weather_tag)}
-        if heat is not None:
-            key.update(power=_existing(tags, heat.power_tag) or _by_suffix(tags, heat.device, _HEAT_SUFFIXES["power"]),
-                       t_supply=_existing(tags, heat.t_supply_tag)
-                       or _by_suffix(tags, heat.device, _HEAT_SUFFIXES["t_supply"]),
-                       t_return=_existing(tags, heat.t_return_tag)
-                       or _by_suffix(tags, heat.device, _HEAT_SUFFIXES["t_return"]),
-                       heat_flow=_existing(tags, heat.flow_tag)
-                       or _by_suffix(tags, heat.device, _HEAT_SUFFIXES["heat_flow"]))
-        if cold is not None:
-            key["flow"] = _existing(tags, cold.flow_tag) or _by_suffix(tags, cold.device, ("flow_m3h", "volume_flow"))
-        key["imbalance"] = _imbalance(tags, b.id)
+        key = building_key_tags(b, exists)
         meters = []
         building_devices: list[str] = []
         for m in b.meters:
@@ -205,10 +175,7 @@ def _channel_buildings(runtime, devices: dict[str, dict]) -> list[dict[str, Any]
     out = []
     for channel in runtime.channels:
         members = [d.name for d in channel.devices]
-        key: dict[str, Any] = {k: None for k in ("power", "t_supply", "t_return", "heat_flow", "flow", "t_outdoor")}
-        for k, suffixes in _HEAT_SUFFIXES.items():
-            key[k] = next((t for t in (_by_suffix(tags, d, suffixes) for d in members) if t), None)
-        key["imbalance"] = {}
+        key = channel_key_tags(members, _exists(tags))
         meters = []
         for d in members:
             devices[d]["building"] = channel.name

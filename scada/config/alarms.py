@@ -512,13 +512,18 @@ def site_tags(channels: Iterable[Any], profiles: Mapping[str, Any], registry: An
     ``<device>.status`` (the header status byte), ``<device>.clock_drift_s``
     (when the meter reports its clock) and a tag per profile record.  With
     a ``registry`` section, each balance group adds its calculated figures
-    (:func:`balance_tag`).
+    (:func:`balance_tag`).  Polled and uplink channels add their statistics
+    under the pseudo-device ``channel-<channel>`` (:mod:`scada.channelstats`).
     """
+    from scada.channelstats import channel_device, channel_stat_tags
+
     tags: dict[str, str] = {tag: "" for tag in SYSTEM_TAGS}
     devices: dict[str, Any] = {}
     automatic, unchecked, disabled = set(), set(), set()
     status: dict[str, tuple[StatusConfig, ...]] = {}
     for channel in channels:
+        for tag in channel_stat_tags(channel):
+            tags[tag] = channel_device(channel.name)
         mbus = channel.type == "mbus"
         for device in channel.devices:
             name = device.name

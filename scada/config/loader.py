@@ -24,6 +24,7 @@ from .notify import NotificationsConfig
 from .remote import ModemServerConfig, MqttConfig
 from .registry import BuildingConfig, MeterConfig, RegistryConfig, check_registry, register_lines, tag_registers
 from .alarms import RULE_MODELS, RULE_TYPES, AlarmSettings, RuleConfig, site_tags
+from .envvars import validate_with_env_types
 from .messages import describe_error
 from .model import (
     ApiConfig,
@@ -57,6 +58,7 @@ from .validators import (
     check_profile_status,
     check_addresses,
     check_channel_names,
+    check_channel_pseudo_devices,
     check_device_kinds,
     check_device_names,
     check_poll_budget,
@@ -245,7 +247,7 @@ class _Run:
             line = raw.count(b"\n", 0, exc.start) + 1
             return self.error(file, line, f"not UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start}")
         try:
-            data, lines, problems = load_yaml(text, file)
+            data, lines, problems = load_yaml(text, file, os.environ)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
@@ -287,10 +289,11 @@ class _Run:
         reported and removed, so that "must not be empty" is not added.
         """
         try:
+            # `${PORT}` gives text; a key that wants a number gets the text's YAML reading.
             if isinstance(schema, type) and issubclass(schema, BaseModel):
-                result = schema.model_validate(raw)
+                result = validate_with_env_types(schema.model_validate, raw)
             else:
-                result = schema.validate_python(raw)
+                result = validate_with_env_types(schema.validate_python, raw)
         except ValidationError as exc:
             lines = self._lines.get(file, {})
             for error in exc.errors(include_url=False):
@@ -542,6 +545,7 @@ class _Run:
         found = self.problems
         found += check_channel_names(channels, smap)
         found += check_device_names(devices, smap)
+        found += check_channel_pseudo_devices(channels, devices, smap)
         found += check_unique_ids(devices, smap)
         found += check_profiles_known(devices, profiles.keys() | broken, smap, searched)
         for name, profile in profiles.items():

@@ -209,6 +209,16 @@ class HistoryConfig(ConfigModel):
         return 5000 if self.backend == "influxdb" else 500
 
 
+def _metrics_mode(value: Any) -> Any:
+    """Take YAML's ``off`` (which YAML 1.1 reads as false) for ``off``."""
+    return "off" if value is False else value
+
+
+#: Who may scrape ``GET /metrics``.
+MetricsMode = Annotated[Literal["public", "auth", "off"], BeforeValidator(_metrics_mode),
+                        WithJsonSchema({"enum": ["public", "auth", "off", False]})]
+
+
 class ApiConfig(ConfigModel):
     """The ``api:`` section: where the HTTP API and HMI listen."""
 
@@ -221,6 +231,9 @@ class ApiConfig(ConfigModel):
     #: Create the demo's users (dispatcher, crew, viewer, engineer, admin; password ``demo1234``) when
     #: missing.  Only with ``simulate: true``: a site with real meters never has well-known passwords.
     demo_users: bool = False
+    #: ``GET /metrics`` (Prometheus): ``public`` (no credentials), ``auth`` (a token or session of a
+    #: role that may read operations views), ``off`` (404).
+    metrics: MetricsMode = "public"
 
     @property
     def host(self) -> str:

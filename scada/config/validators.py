@@ -45,6 +45,31 @@ def check_channel_names(channels: Iterable[ChannelConfig], smap: SourceMap) -> l
     return problems
 
 
+def check_channel_pseudo_devices(channels: Iterable[ChannelConfig], devices: Iterable[DeviceConfig],
+                                 smap: SourceMap) -> list[Problem]:
+    """Report devices named like a channel's statistics pseudo-device, ``channel-<channel>``.
+
+    The channel's figures are published as ``channel-<channel>.<figure>``
+    (:mod:`scada.channelstats`), so such a device would share their tags.
+    """
+    from scada.channelstats import channel_device
+
+    pseudo = {}
+    for channel in channels:
+        if isinstance(channel.name, str):
+            pseudo.setdefault(channel_device(channel.name), channel)
+    problems = []
+    for device in devices:
+        channel = pseudo.get(device.name)
+        if channel is not None:
+            line = smap.line(channel, "name")
+            problems.append(smap.problem(
+                device, ("name",), f"device name {device.name!r} is taken by the statistics of channel "
+                                   f"{channel.name!r} (line {line}): its figures are published as "
+                                   f"{device.name}.<figure>; rename the device"))
+    return problems
+
+
 def check_device_names(devices: Iterable[DeviceConfig], smap: SourceMap) -> list[Problem]:
     """Report device names used more than once anywhere in the site.
 

@@ -8,14 +8,16 @@ a user should look at.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .envvars import substitute
 from .problems import Path, Problem, format_path
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 # libyaml parses about ten times faster and gives the same nodes and marks;
@@ -29,15 +31,20 @@ class LineLoader(_SafeBase):
     Construction is PyYAML's own; :meth:`line_table` walks the composed
     node tree afterwards because only there are a value's path and its
     position both known.  Duplicate keys, which PyYAML silently resolves
-    to the last one, are reported as problems.
+    to the last one, are reported as problems.  With ``environ``, the
+    ``${NAME}`` references in string values (not keys) are resolved from
+    it (:mod:`scada.config.envvars`).
     """
 
-    def __init__(self, stream: str, file: str):
+    def __init__(self, stream: str, file: str, environ: Mapping[str, str] | None = None):
         """Prepare to load ``stream``; ``file`` is used in problems."""
         super().__init__(stream)
         self.file = file
         self.lines: dict[Path, int] = {}
         self.problems: list[Problem] = []
+        self.environ = environ
+        # Resolved string values by scalar node; the str constructor picks them up.
+        self._resolved: dict[int, str] = {}
 
     def load(self) -> Any:
         """Return the single document's data (None if empty), filling ``lines``."""
@@ -71,6 +78,23 @@ class LineLoader(_SafeBase):
                 self._walk(item, path + (index,), seen)
         elif isinstance(node, MappingNode):
             self._walk_mapping(node, path, seen)
+        elif self.environ is not None and node.tag == _STR_TAG and "${" in node.value:
+            self._resolve(node)
+
+    def _resolve(self, node: ScalarNode) -> None:
+        """Resolve the environment references of one string value, recording problems at their lines."""
+        value, problems = substitute(node.value, self.environ or {})
+        self._resolved[id(node)] = value
+        for offset, message in problems:
+            line = node.start_mark.line + 1
+            if node.style == "|":  # a literal block keeps its lines; its text starts below the `|`
+                line += 1 + node.value.count("\n", 0, offset)
+            self.problems.append(Problem(self.file, line, message))
+
+    def _construct_str(self, node: ScalarNode) -> str:
+        """Construct a string value, resolved if it held environment references."""
+        resolved = self._resolved.get(id(node))
+        return resolved if resolved is not None else self.construct_yaml_str(node)
 
     def _walk_mapping(self, node: MappingNode, path: Path, expanded: set[int]) -> None:
         """Record lines of a mapping's keys, including keys pulled in by ``<<``."""
@@ -114,14 +138,19 @@ class LineLoader(_SafeBase):
             self._walk(value_node, path + (key,), expanded)
 
 
-def load_yaml(text: str, file: str) -> tuple[Any, dict[Path, int], list[Problem]]:
+LineLoader.add_constructor(_STR_TAG, LineLoader._construct_str)
+
+
+def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None
+              ) -> tuple[Any, dict[Path, int], list[Problem]]:
     """Parse one YAML document.
 
     Return ``(data, lines, problems)``: the data (None for an empty
-    document), the line table and duplicate-key problems.  Syntax errors
+    document), the line table, duplicate-key problems and, with
+    ``environ``, unresolvable environment references.  Syntax errors
     propagate as :class:`yaml.YAMLError`.
     """
-    loader = LineLoader(text, file)
+    loader = LineLoader(text, file, environ)
     try:
         data = loader.load()
     finally:

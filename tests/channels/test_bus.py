@@ -751,3 +751,78 @@ def test_link_asleep_between_windows_holds_polls():
     assert bench.write_times() == [0.0, 45.0]
     bench.run(51.0)
     assert bench.write_times() == [0.0, 45.0, 50.0] and bench.bus.health()["sleeping"] is False
+
+
+# ------------------------------------------------------------------ queue depth
+
+
+def test_queue_depth_counts_due_polls_not_the_one_in_progress():
+    """Polls due but not started count; the poll on the wire does not; on time means 0."""
+    bench = Bench(retries=0)
+    bench.slaves[1] = answer(0.1)
+    for unit in (1, 2, 3):
+        bench.add(f"d{unit}", unit, period=10.0, first_due=0.0)
+    assert bench.bus.queue_depth() == 3  # not started: all three are due
+    bench.bus.link_up(bench.link)
+    bench.bus.start()
+    bench.run(0.0)
+    # d1 is on the wire, d2 and d3 wait for it.
+    assert bench.link.writes and bench.bus.queue_depth() == 2
+    bench.run(0.05)
+    assert bench.bus.queue_depth() == 2
+    bench.run(0.2)
+    # d1 answered, d2 (silent) is timing out: only d3 waits.
+    assert bench.bus.queue_depth() == 1
+    bench.run(5.0)
+    assert bench.bus.queue_depth() == 0
+
+
+def test_queue_depth_grows_while_the_link_sleeps():
+    """A link asleep between its windows leaves the due polls queued; the window opening drains them."""
+    from channels.transports.base import OUTSIDE_WINDOW
+
+    bench = Bench()
+    for unit in (1, 2, 3, 4):
+        bench.slaves[unit] = answer(0.01)
+        bench.add(f"d{unit}", unit, period=10.0, first_due=float(unit))
+    bench.bus.link_up(bench.link)
+    bench.bus.start()
+    bench.run(0.5)
+    bench.bus.link_down(OUTSIDE_WINDOW)
+    for t, depth in ((0.9, 0), (1.0, 1), (2.5, 2), (4.0, 4), (30.0, 4)):
+        bench.run(t)
+        assert bench.bus.queue_depth() == depth, t
+    bench.bus.link_up(bench.link)
+    bench.run(31.0)
+    assert bench.bus.queue_depth() == 0
+
+
+def test_queue_depth_of_an_overloaded_bus():
+    """Devices asking for more than the bus carries: the queue stays behind, never above the device count."""
+    bench = Bench(retries=2)  # silent meters: 3 attempts of 0.5 s per poll
+    for unit in range(1, 11):
+        bench.add(f"d{unit}", unit, period=1.0)
+    bench.bus.link_up(bench.link)
+    bench.bus.start()
+    depths = []
+    for step in range(1, 21):
+        bench.run(step * 1.0)
+        depths.append(bench.bus.queue_depth())
+    # Each poll takes 1.5 s, each device wants one a second: all but the one polling are always due.
+    assert depths == [9] * 20
+
+
+def test_queue_depth_walks_only_the_due_part_of_the_heap():
+    """The pruned walk counts exactly the heap entries due (checked against a plain count)."""
+    import random
+
+    rng = random.Random(9)
+    for _ in range(20):
+        clock = Clock()
+        bus = BusScheduler(clock, "big")
+        for i in range(rng.randint(0, 300)):
+            poller = FakePoller(Bench(), f"p{i}", 1, 10.0, (), TIMEOUT)
+            bus.add_poller(poller, rng.uniform(0.0, 100.0))
+        clock.advance(rng.uniform(0.0, 100.0))
+        now = clock.seconds()
+        assert bus.queue_depth() == sum(1 for due, _, _ in bus._heap if due <= now)

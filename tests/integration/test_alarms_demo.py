@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from tests.integration.demo_site import demo_copy, start_demo, stop_demo
@@ -120,3 +121,45 @@ def test_limit_alarm_end_to_end(demo):
     # Back to normal once the meter is.
     call(base, "/sim/devices/b1-heat", engineer, {"clear": True})
     wait_for(lambda: call(base, f"/alarms/{alarm_id}", crew)[1]["alarm"]["state"] == "normal", 60)
+
+
+def scrape(base: str) -> tuple[dict[str, float], set[str]]:
+    """Scrape the demo's /metrics (public); return each sample name's total over its series, and the channels."""
+    with urllib.request.urlopen(base.removesuffix("/api/v1") + "/metrics", timeout=10) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = resp.read().decode()
+    totals: dict[str, float] = {}
+    channels: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            if sample.name == "scada_channel_devices":
+                channels.add(sample.labels["channel"])
+    return totals, channels
+
+
+def test_prometheus_scrape_of_the_running_demo(demo):
+    """/metrics of the real demo: counters grow between two scrapes; channel, history, alarm, modem, process
+    families are there for every channel; the channel-<ch>.* system tags are published."""
+    base, tokens, _ = demo
+    first, _ = scrape(base)
+    tx = "scada_channel_transactions_total"
+    second, channels = wait_for(lambda: (lambda now: now if now[0][tx] > first[tx] else None)(scrape(base)), 30)
+    assert second["scada_historian_accepted_total"] > first["scada_historian_accepted_total"]
+    assert second["process_cpu_seconds_total"] >= first["process_cpu_seconds_total"]
+    assert second["scada_uptime_seconds"] > first["scada_uptime_seconds"]
+    for name in ("scada_channel_timeouts_total", "scada_channel_crc_errors_total", "scada_channel_utilisation_ratio",
+                 "scada_channel_queue_depth", "scada_channel_link_up", "scada_channel_uplinks_total",
+                 "scada_device_up", "scada_historian_backlog_samples", "scada_historian_store_up",
+                 "scada_historian_written_total", "scada_alarms", "scada_alarms_active", "scada_alarm_flood",
+                 "scada_modem_connections", "scada_modem_link_up", "scada_build_info",
+                 "process_resident_memory_bytes", "python_info", "python_gc_collections_total"):
+        assert name in second, name
+    assert second["scada_historian_store_up"] == 1 and second["scada_metrics_errors_total"] == 0
+    status, body = call(base, "/channels", tokens["viewer"])
+    assert status == 200 and channels == {c["name"] for c in body["channels"]}
+    # The modem of the demo's GPRS channel has dialled in.
+    assert second["scada_modem_link_up"] >= 1 and second["scada_modem_connects_total"] >= 1
+    status, body = call(base, "/tags?prefix=channel-", tokens["viewer"])
+    assert status == 200 and body["tags"] and {t["quality"] for t in body["tags"]} == {"good"}

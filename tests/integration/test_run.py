@@ -98,8 +98,10 @@ def test_tags_become_good(site):
 
     body = wait_for(good)
     names = {t["name"] for t in body["tags"]}
-    # Three answering meters, the dead one and the system tag historian_backlog.
-    assert "heat.energy_kwh" in names and "historian_backlog" in names and len(names) == 8 + 4 + 6 + 4 + 1
+    # Three answering meters, the dead one, the system tag historian_backlog and
+    # the segment's seven channel-<ch>.* statistics.
+    assert "heat.energy_kwh" in names and "historian_backlog" in names
+    assert len(names) == 8 + 4 + 6 + 4 + 1 + 7, sorted(names)
     tag = next(t for t in body["tags"] if t["name"] == "heat.energy_kwh")
     assert tag["unit"] == "kWh" and tag["value"] > 0 and tag["ts"].endswith("Z")
 

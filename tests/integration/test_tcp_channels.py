@@ -78,7 +78,8 @@ def test_poll_over_tcp_gateway_and_modbus_tcp(tmp_path):
             return tags if tags and all(t["quality"] == "good" for t in tags) else None
 
         tags = wait_for(all_good)
-        assert {t["name"].split(".")[0] for t in tags} == {"gw-heat", "gw-el", "tcp-cold", "historian_backlog"}
+        assert {t["name"].split(".")[0] for t in tags} == {"gw-heat", "gw-el", "tcp-cold", "historian_backlog",
+                                                             "channel-gw", "channel-mtcp"}
         _, channels = get(base, "/channels")
         by_name = {c["name"]: c for c in channels["channels"]}
         assert by_name["gw"]["link"]["transport"] == "tcp" and by_name["mtcp"]["link"]["state"] == "open"

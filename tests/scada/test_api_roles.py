@@ -54,6 +54,8 @@ EXPECTED = {
     ("GET", "/api/v1/devices"): auth.DATA,
     ("GET", "/api/v1/devices/<name:str>/gaps"): auth.DATA,
     ("GET", "/api/v1/channels"): auth.READ,
+    # Prometheus scrapes without credentials unless api.metrics says auth (tests/scada/test_metrics.py).
+    ("GET", "/metrics"): auth.PUBLIC,
 }
 
 

@@ -52,8 +52,11 @@ def test_start_connects_and_clean_stop_flushes(tmp_path):
     assert runtime.stop() == []
     with sqlite3.connect(tmp_path / "var/h.db") as db:
         rows = db.execute("select name, value from samples join tags on tags.id = tag_id order by name").fetchall()
-    # The backlog tag is published at start, when the backlog is still empty.
-    assert rows == [("historian_backlog", 0.0), ("m1.volume_m3", 12.5)]
+    # The backlog tag and the channel's figures are published at start, when nothing happened yet
+    # but m1's first poll, due at once, waiting for the link.
+    stats = [(f"channel-gw.{point}", 1.0 if point == "queue_depth" else 0.0) for point in sorted(
+        ("link_up", "tx_per_s", "utilisation_pct", "timeouts", "crc_errors", "devices_comm_loss", "queue_depth"))]
+    assert rows == stats + [("historian_backlog", 0.0), ("m1.volume_m3", 12.5)]
     assert runtime.channels[0].link.state == "closed"
 
 
@@ -71,9 +74,10 @@ def test_stop_with_locked_history_keeps_the_queue(tmp_path):
         lock.close()
     assert problems == []
     assert runtime.channels[0].link.state == "closed"
-    assert runtime.historian.stats()["queued"] == 2
+    # The backlog tag, the channel's 7 figures and the meter's value.
+    assert runtime.historian.stats()["queued"] == 9
     again, _ = _runtime(tmp_path)
-    assert again.historian.stats()["queued"] == 2
+    assert again.historian.stats()["queued"] == 9
     again.start()
     assert again.stop() == []
     with sqlite3.connect(tmp_path / "var/h.db") as db:

@@ -263,7 +263,7 @@ def test_run_listen_keeps_the_auth_settings(tmp_path, monkeypatch):
     site.write_text("site: {name: x}\napi: {auth: false, session_ttl: 1h}\n")
     seen = {}
 
-    def fake_run(cfg):
+    def fake_run(cfg, **kwargs):
         seen["api"] = cfg.api
         return 0
 

@@ -46,14 +46,15 @@ def _template(route) -> str:
 def test_every_route_is_described(site, spec):
     """Every API route and method is an operation; every WebSocket route is under x-websockets.
 
-    The HMI's page and files (``/``, ``/hmi/...``) are not the API and are left out.
+    The HMI's page and files (``/``, ``/hmi/...``) and Prometheus' ``/metrics`` are not the API and are
+    left out.
     """
     sockets = {ws["path"] for ws in spec["x-websockets"]}
     operations = 0
     for route in site.app.router.routes:
         path = _template(route)
         if not path.startswith("/api/"):
-            assert path in ("/", "/hmi/{path}") and path not in spec["paths"], path
+            assert path in ("/", "/hmi/{path}", "/metrics") and path not in spec["paths"], path
             continue
         if route.extra.websocket:
             assert path in sockets, path
