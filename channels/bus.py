@@ -524,8 +524,11 @@ class BusScheduler:
         """Return how many polls are due but not yet started (the poll in progress not counted).
 
         How far the segment is behind its poll plan: 0 when every device is
-        polled on time; it grows while the link is down or asleep, or when
-        the devices ask for more than the bus can carry.
+        polled on time; it grows when the devices ask for more than the bus
+        can carry.  Not a sign of a dead link: while the link is down, due
+        polls end at once as LINK_DOWN and it stays 0 (:attr:`link_up_now`
+        tells the outage).  Polls do wait, and count, during the start-up
+        grace and while a windowed link sleeps outside its window.
         """
         heap, now = self._heap, self._reactor.seconds()
         # Walk only the part of the heap that is due: below an entry not yet

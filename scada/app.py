@@ -52,10 +52,12 @@ class _ChannelSink:
     reach tags that were removed, or that now belong to its replacement.
     """
 
-    __slots__ = ("runtime", "open")
+    __slots__ = ("runtime", "name", "open")
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: "Runtime", name: str = "") -> None:
         self.runtime = runtime
+        #: The channel's name, for the error a closed sink raises.
+        self.name = name
         self.open = True
 
     def samples(self, samples) -> None:
@@ -64,9 +66,15 @@ class _ChannelSink:
             self.runtime.tags.update_many(samples)
 
     def history(self, samples) -> None:
-        """Write archive records to history."""
-        if self.open:
-            self.runtime._write_history(samples)
+        """Write archive records to history; RuntimeError once the channel is stopped.
+
+        Raising, not dropping: the archive code moves the archive book on
+        only after this returns, and records never stored must be read
+        again (by the replacement channel, or after the next start).
+        """
+        if not self.open:
+            raise RuntimeError(f"channel {self.name} was stopped by a reload")
+        self.runtime._write_history(samples)
 
     def define(self, tagdef) -> None:
         """Define a tag found only once the meter answered."""
@@ -384,8 +392,9 @@ class Runtime:
         from channels.mbus.channel import MBusChannel
         from channels.modbus.channel import ModbusChannel
 
-        sink = _ChannelSink(self)
+        sink = _ChannelSink(self, ch.name)
         link_factory = modem_link_factory(self.modem_server, ch)
+        before = self._modem_link(ch)
         try:
             if ch.type == "mbus":
                 channel = MBusChannel(self._reactor, ch, profiles, sink.samples, sink.history, sink.define, self._tz,
@@ -398,19 +407,34 @@ class Runtime:
                                         tcp_override=tcp, on_history=sink.history, archive_book=self.archive_book,
                                         tz=self._tz, link_factory=link_factory)
         except Exception:
-            self._unregister_modem(ch)
+            # Only a link this build registered: when the modem ID is taken
+            # by a running channel, registering failed and that link stays.
+            link = self._modem_link(ch)
+            if link is not before:
+                self._unregister_modem(ch, link)
             raise
         self._built[ch.name] = _Built(ch, used_profiles(ch, profiles), sink)
         return channel
 
-    def _unregister_modem(self, ch) -> None:
-        """Forget the modem of channel ``ch`` (if it has one): its next dial-in is an unknown modem."""
+    def _modem_link(self, ch):
+        """Return the link the modem server holds for channel ``ch``'s modem ID (None: no modem, or none held)."""
         modem = getattr(ch.transport, "modem", None) if ch.transport is not None else None
-        if modem is not None and self.modem_server is not None:
+        if modem is None or self.modem_server is None:
+            return None
+        return self.modem_server.links.get(str(modem))
+
+    def _unregister_modem(self, ch, link) -> None:
+        """Forget ``link``, the modem link of channel ``ch``: the modem's next dial-in is an unknown modem.
+
+        Only while the server still holds that very link for the modem ID:
+        another channel's link under the same ID (a reload's new channel
+        refused because a running one has the modem) is not this one's.
+        """
+        if link is not None and link is self._modem_link(ch):
             # The server keeps its links by modem ID; a stopped link would
             # only be refused as "channel stopped", and a channel added
             # again with the same modem must be able to register it.
-            self.modem_server.links.pop(str(modem), None)
+            del self.modem_server.links[str(ch.transport.modem)]
 
     def reload(self, new_cfg):
         """Apply the channel changes of a validated site config; return a Deferred firing with the report.
@@ -492,7 +516,7 @@ class Runtime:
             channel.stop()
         except Exception:  # noqa: BLE001 - the others must be reloaded whatever this one does
             log.exception("reload: channel %s did not stop cleanly", channel.name)
-        self._unregister_modem(built.cfg)
+        self._unregister_modem(built.cfg, getattr(channel, "link", None))
         self.channels.remove(channel)
         for device in built.cfg.devices:
             self.tags.remove_device(device.name)
@@ -503,9 +527,11 @@ class Runtime:
             # A restarted channel keeps its statistics tags: the same figures follow.
             self.tags.remove_prefix(channel_device(channel.name) + ".")
         stopping = []
-        if self.field is not None and channel.name in self.field.modem_channels:
-            # Its simulated modem would keep dialling in, against the rebuilt channel's own one.
-            stopping.append(self.field.stop_modem(channel.name))
+        if self.field is not None:
+            # The site's simulator would keep serving its pty or TCP listener
+            # until shutdown, and its simulated modem would keep dialling in,
+            # against the rebuilt channel's own one.
+            stopping.append(self.field.stop_channel(channel.name))
         if built.field is not None:
             stopping.append(built.field.stop())
         return stopping
@@ -515,6 +541,13 @@ class Runtime:
         from scada.channelstats import channel_device
         from scada.reload import log_report
 
+        if self._closed:
+            # stop() ran while the simulators of the channels taken down were closing: open nothing now.
+            report.problems = ["the site is stopping"]
+            self.last_reload = report
+            log.warning("reload: the site is stopping; channels not started: %s",
+                        ", ".join([ch.name for ch in plan.add] + list(plan.restart)) or "none")
+            return report
         wanted = {ch.name for ch in plan.add} | set(plan.restart)
         for ch in new_cfg.channels:
             if ch.name not in wanted:
@@ -564,6 +597,7 @@ class Runtime:
             except Exception:
                 field.stop()
                 raise
+        channel = None
         try:
             channel = self._build_channel(ch, serial_over, tcp_over, new_cfg.profiles)
             taken = [t.name for t in channel.tagdefs if self.tags.get(t.name) is not None]
@@ -571,7 +605,8 @@ class Runtime:
                 raise ValueError(f"tag {taken[0]!r} is already defined by another channel")
         except Exception:
             self._built.pop(ch.name, None)
-            self._unregister_modem(ch)
+            if channel is not None:  # built, so its link is its own (a failed build cleaned up after itself)
+                self._unregister_modem(ch, getattr(channel, "link", None))
             if field is not None:
                 field.stop()
             raise
@@ -583,14 +618,22 @@ class Runtime:
             self.field.devices.update(field.devices)
         self.channels.append(channel)
         if self._running:
-            server = self.modem_server
-            if field is not None and field.modem_channels and server is not None and server.port:
-                from scada.remote import _reachable_host
+            try:
+                server = self.modem_server
+                if field is not None and field.modem_channels and server is not None and server.port:
+                    from scada.remote import _reachable_host
 
-                field.start_modems(_reachable_host(server.listen_host), server.port)
-            channel.log_plan()
-            channel.phase = (len(self.channels) - 1) / len(self.channels)
-            channel.start()
+                    field.start_modems(_reachable_host(server.listen_host), server.port)
+                channel.log_plan()
+                channel.phase = (len(self.channels) - 1) / len(self.channels)
+                channel.start()
+            except Exception:
+                # Not running: leave nothing of it behind (tags, modem link, simulator); reported as failed.
+                for stopping in self._take_down(channel, removed=True):
+                    stopping.addErrback(lambda failure, name=ch.name: log.warning(
+                        "reload: the simulator of channel %s did not stop cleanly: %s", name,
+                        failure.getErrorMessage()))
+                raise
         return channel
 
     def config_health(self) -> dict:

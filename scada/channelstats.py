@@ -11,7 +11,10 @@ every minute after, quality good.
   modem): ``link_up`` (1/0), ``tx_per_s``, ``utilisation_pct`` (0..100),
   ``timeouts`` and ``crc_errors`` (counts since start, summed over the
   devices), ``devices_comm_loss``, ``queue_depth`` (polls due but not yet
-  started: how far the segment is behind its poll plan);
+  started: how far the segment is behind its poll plan, i.e. a bus that
+  cannot keep up; 0 while the link is down, whose due polls end at once as
+  ``link_down``: ``link_up`` tells that; it counts the polls a windowed
+  link holds while it sleeps outside its window);
 - uplink channels (``lorawan``, ``nbiot``): ``uplinks`` and
   ``decode_errors`` (counts since start), ``devices_comm_loss``;
 - hand-read (``manual``) channels: none.

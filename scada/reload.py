@@ -93,11 +93,18 @@ class ReloadReport:
         return "no change"
 
     def to_json(self) -> dict[str, Any]:
-        """Return the report as JSON for ``/health`` (time as ISO 8601 UTC)."""
+        """Return the report as JSON for the public ``/health``: outcome, names and counts (time as ISO 8601 UTC).
+
+        Names of the channels added, removed, restarted and failed and of
+        the sections needing a restart; counts of the unchanged channels and
+        of the problems.  No reasons and no problem texts: a ``FILE:LINE``
+        message may quote values of the site file, ``${...}`` secrets
+        substituted; :func:`log_report` logs them.
+        """
         return {"ts": iso_utc(self.ts), "path": self.path, "outcome": self.outcome,
-                "added": sorted(self.added), "removed": list(self.removed), "restarted": dict(self.restarted),
-                "unchanged": list(self.unchanged), "needs_restart": dict(self.needs_restart),
-                "failed": dict(self.failed), "problems": list(self.problems)}
+                "added": sorted(self.added), "removed": list(self.removed), "restarted": list(self.restarted),
+                "failed": list(self.failed), "needs_restart": list(self.needs_restart),
+                "unchanged": len(self.unchanged), "problems": len(self.problems)}
 
 
 def used_profiles(channel_cfg: Any, profiles: Mapping[str, Any]) -> dict[str, Any]:

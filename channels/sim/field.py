@@ -16,7 +16,7 @@ import math
 import os
 import tty
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.internet import abstract, defer, error, fdesc
 from twisted.internet.interfaces import IReactorTime
@@ -205,10 +205,11 @@ class SimulatedField:
         self.uplink_devices: dict[str, tuple[Any, dict[str, tuple[BaseModel, str]]]] = {}
         #: Channels behind a dial-in modem: name -> the channel's config.
         self.modem_channels: dict[str, Any] = {}
-        self._ptys: list[tuple[PtyTransport, int]] = []
+        # What each channel opened, by channel name: see stop_channel().
+        self._ptys: list[tuple[str, PtyTransport, int]] = []
         self._modems: list[Any] = []
-        self._ports: list[Any] = []
-        self._factories: list[SimFactory] = []
+        self._ports: list[tuple[str, Any]] = []
+        self._factories: list[tuple[str, SimFactory]] = []
         self._build(cfg)
 
     # ------------------------------------------------------------- building
@@ -408,7 +409,7 @@ class SimulatedField:
                 os.close(master)
                 os.close(slave)
                 raise
-            self._ptys.append((transport, slave))
+            self._ptys.append((channel.name, transport, slave))
             paths[channel.name] = os.ttyname(slave)
         return paths
 
@@ -467,8 +468,8 @@ class SimulatedField:
             factory = SimFactory(protocol_class, channel.devices, self._reactor, self.latency,
                                  self.clock_for_values, channel.counters)
             port = self._reactor.listenTCP(base_port + index if base_port else 0, factory, interface=host)
-            self._ports.append(port)
-            self._factories.append(factory)
+            self._ports.append((channel.name, port))
+            self._factories.append((channel.name, factory))
             addresses[channel.name] = (host, port.getHost().port)
         return addresses
 
@@ -477,18 +478,36 @@ class SimulatedField:
 
         The returned Deferred fires when all listening ports have stopped.
         """
-        for transport, slave in self._ptys:
+        return self._close(lambda name: True)
+
+    def stop_channel(self, channel_name: str) -> defer.Deferred[Any]:
+        """Stop serving one channel: close its pty pair, its TCP connections and listener, hang up its modem.
+
+        For a channel a reload removed or rebuilt; the other channels are
+        served on.  Closing the pty (or the listener) matters: the engine's
+        replacement gets its own simulator, and a removed channel's port must
+        not stay open until shutdown.  The Deferred fires once its listening
+        port has stopped (at once for a channel with nothing open).
+        """
+        return self._close(lambda name: name == channel_name)
+
+    def _close(self, chosen: Callable[[str], bool]) -> defer.Deferred[Any]:
+        """Close what the channels ``chosen(name)`` opened; a Deferred of their listening ports stopping."""
+        for name, transport, slave in self._ptys:
+            if not chosen(name):
+                continue
             if transport.connected:
                 transport.connectionLost(Failure(error.ConnectionDone("simulator stopped")))
             os.close(slave)
-        self._ptys = []
-        for factory in self._factories:
-            factory.disconnect_all()
-        self._factories = []
-        stopping = [defer.maybeDeferred(port.stopListening) for port in self._ports]
-        stopping += [modem.stop() for modem in self._modems]
-        self._ports = []
-        self._modems = []
+        self._ptys = [entry for entry in self._ptys if not chosen(entry[0])]
+        for name, factory in self._factories:
+            if chosen(name):
+                factory.disconnect_all()
+        self._factories = [entry for entry in self._factories if not chosen(entry[0])]
+        stopping = [defer.maybeDeferred(port.stopListening) for name, port in self._ports if chosen(name)]
+        self._ports = [entry for entry in self._ports if not chosen(entry[0])]
+        stopping += [modem.stop() for modem in self._modems if chosen(modem.name)]
+        self._modems = [modem for modem in self._modems if not chosen(modem.name)]
         return defer.gatherResults(stopping)
 
     # ------------------------------------------------------------- control

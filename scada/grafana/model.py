@@ -198,10 +198,12 @@ def site_view(cfg: Any) -> SiteView:
     """Return what the dashboards of ``cfg`` (a loaded site configuration) show."""
     from scada.registry import Registry
 
-    site = site_tags(cfg.channels, cfg.profiles, cfg.registry)
+    # The runtime publishes balance figures only while the balance service runs (scada/app.py).
+    balance_on = cfg.balance.enabled
+    site = site_tags(cfg.channels, cfg.profiles, cfg.registry if balance_on else None)
     exists = site.tags.__contains__
     registry = Registry.from_config(cfg) if cfg.registry is not None else None
-    units = _units(cfg, registry)
+    units = _units(cfg, registry if balance_on else None)
     history = cfg.history
     source = Source(history.measurement, history.retention_policy, cfg.site.timezone)
     warnings: list[str] = []

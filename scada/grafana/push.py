@@ -37,12 +37,14 @@ class PushError(Exception):
 
 def check_url(url: str) -> str:
     """Return Grafana's base URL with a trailing ``/``; PushError for anything but ``http(s)://host[:port][/path]``."""
-    parts = urlsplit(url.strip()) if url else None
     try:
+        # urlsplit and .hostname raise ValueError on a bracket left open ("http://[::1"), .port on "host:x".
+        parts = urlsplit(url.strip()) if url else None
+        host_ok = parts is not None and bool(parts.hostname)
         port_ok = parts is not None and (parts.port is None or 0 < parts.port < 65536)
     except ValueError:
-        port_ok = False
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        parts, host_ok, port_ok = None, False, False
+    if parts is None or parts.scheme not in ("http", "https") or not host_ok or not port_ok:
         raise PushError(f"--url {url!r}: not a Grafana URL such as http://grafana:3000 or https://example.org/grafana/")
     # grafana-client appends "api" to the path, so a sub-path needs its trailing slash.
     path = parts.path if parts.path.endswith("/") else parts.path + "/"

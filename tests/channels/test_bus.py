@@ -797,6 +797,18 @@ def test_queue_depth_grows_while_the_link_sleeps():
     assert bench.bus.queue_depth() == 0
 
 
+def test_queue_depth_stays_zero_while_the_link_is_down():
+    """A link down (not asleep): due polls end at once as LINK_DOWN, nothing queues; link_up tells the outage."""
+    bench = Bench()
+    pollers = [bench.add(f"d{unit}", unit, period=10.0, first_due=float(unit)) for unit in (1, 2, 3)]
+    bench.bus.start()  # no link, no grace
+    for t in (1.0, 2.5, 3.0, 30.0):
+        bench.run(t)
+        assert bench.bus.queue_depth() == 0, t
+    assert pollers[0].outcomes()[:3] == [Outcome.LINK_DOWN] * 3
+    assert not bench.bus.link_up_now and bench.bus.health()["link_up"] is False
+
+
 def test_queue_depth_of_an_overloaded_bus():
     """Devices asking for more than the bus carries: the queue stays behind, never above the device count."""
     bench = Bench(retries=2)  # silent meters: 3 attempts of 0.5 s per poll

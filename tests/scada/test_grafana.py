@@ -325,6 +325,21 @@ def test_odd_building_ids_get_valid_distinct_uids(influx_cfg):
             "balance-дом-1.cold_water_odpu"} <= tags
 
 
+def test_balance_disabled_exports_no_balance_figures(tmp_path):
+    """balance.enabled: false: the runtime publishes no balance-* tag, so no dashboard may query one."""
+    cfg = load(tmp_path, INFLUX_SITE + "balance: {enabled: false}\n")
+    bundle = model.build(cfg, "en")
+    # What exists at run time: the site's tags without the balance figures.
+    site = site_tags(cfg.channels, cfg.profiles)
+    problems = []
+    for d in bundle.dashboards:
+        problems += [f"{d['uid']}: {p}" for p in query_problems(d, site.tags, site.devices,
+                                                                 '"two_years"."meter readings"', "scada-influxdb")]
+    assert problems == []
+    tags = {tag for d in bundle.dashboards for _, t in targets(d) for tag in referenced(t["query"], "tag")}
+    assert "h1.power_kw" in tags and not [tag for tag in tags if tag.startswith("balance-")]
+
+
 def test_influxdb_2_token_goes_in_a_header(tmp_path):
     cfg = load(tmp_path, TOKEN_SITE)
     source = model.datasource(cfg)
@@ -450,6 +465,9 @@ def test_cli_export(tmp_path, capsys):
     (["grafana", "export", "OUT", "--influx-url", "influx:8086"], "--influx-url 'influx:8086': not an InfluxDB URL"),
     (["grafana", "push", "--url", "grafana:3000", "--token", "t"], "--url 'grafana:3000': not a Grafana URL"),
     (["grafana", "push", "--url", "http://127.0.0.1:99999", "--token", "t"], "--url 'http://127.0.0.1:99999'"),
+    # urlsplit itself raises ValueError on a bracket left open.
+    (["grafana", "push", "--url", "http://[::1", "--token", "t"], "--url 'http://[::1': not a Grafana URL"),
+    (["grafana", "export", "OUT", "--influx-url", "http://[::1"], "--influx-url 'http://[::1': not an InfluxDB URL"),
     (["grafana", "push", "--url", "http://127.0.0.1:1", "--token", " "], "--token is empty"),
     (["grafana", "push", "--url", "http://127.0.0.1:1", "--token", "t", "--folder", ""], "--folder is empty"),
 ])

@@ -251,3 +251,129 @@ def test_a_channel_that_cannot_be_built_is_reported(site):
     assert "channel hand" in report.needs_restart and report.outcome == "applied"
     assert names(runtime) == ["a", "c", "hand"] and "m" not in runtime._built
     assert [ch.name for ch in runtime.cfg.channels] == ["a", "c", "hand"]
+
+
+MODEM_HEAD = HEAD + "modem_server: {listen: '127.0.0.1:5999', id_pattern: '^ID(?P<id>\\d+)\\n'}\n"
+
+
+def gprs(name: str, modem: str = "860000000000001", device: str = "g1") -> str:
+    """Return a Modbus RTU channel behind a dial-in modem."""
+    return (f"  - name: {name}\n    type: modbus-rtu\n    transport: {{modem: '{modem}'}}\n    devices:\n"
+            f"      - {{name: {device}, address: 1, profile: flow_meter, poll: 10s}}\n")
+
+
+def test_a_channel_refused_for_a_taken_modem_leaves_the_running_link(site):
+    """A new channel whose modem a kept channel still has fails alone; the kept channel's link stays registered."""
+    runtime, _, path = site(site_text(A, gprs("a-gprs"), head=MODEM_HEAD))
+    server = runtime.modem_server
+    link = server.links["860000000000001"]
+    # a-gprs turns LoRaWAN (only a restart applies that: it keeps running with its modem) and b takes the modem.
+    lora = ("  - name: a-gprs\n    type: lorawan\n    devices:\n"
+            "      - {name: l1, dev_eui: 70B3D59BA0000511, decoder: pulse_counter_le, poll: 1m,\n"
+            "         decoder_options: {litres_per_pulse: 1}}\n")
+    report = reload(runtime, path, site_text(A, lora, gprs("b", device="b1"), head=MODEM_HEAD))
+    assert "channel a-gprs" in report.needs_restart and "registered twice" in report.failed["b"]
+    assert server.links == {"860000000000001": link} and link.started
+    assert names(runtime) == ["a", "a-gprs"] and "b" not in runtime._built
+
+
+def test_a_channel_whose_start_fails_is_taken_down(site, monkeypatch):
+    """start() raising: reported failed, and nothing of it stays (tags, statistics, modem link, channel list)."""
+    from channels.modbus.channel import ModbusChannel
+
+    runtime, _, path = site(site_text(A, head=MODEM_HEAD))
+    stopped = []
+    monkeypatch.setattr(ModbusChannel, "start", lambda self: (_ for _ in ()).throw(OSError("port busy")))
+    monkeypatch.setattr(ModbusChannel, "stop", lambda self: stopped.append(self.name))
+    report = reload(runtime, path, site_text(A, gprs("g"), head=MODEM_HEAD))
+    assert report.failed == {"g": "port busy"} and report.added == {} and report.outcome == "applied"
+    assert names(runtime) == ["a"] and "g" not in runtime._built and stopped == ["g"]
+    assert not [n for n in runtime.tags.names() if n.startswith(("g1.", "channel-g."))]
+    assert runtime.modem_server.links == {}
+    assert [ch.name for ch in runtime.cfg.channels] == ["a"]
+
+
+def test_a_reload_finishing_after_stop_opens_nothing(site, monkeypatch):
+    """stop() while the taken-down channels' simulators close: the added channels are not built."""
+    from twisted.internet.defer import Deferred
+
+    runtime, reactor, path = site(site_text(A, B))
+    closing = Deferred()
+    take_down = runtime._take_down
+    monkeypatch.setattr(runtime, "_take_down", lambda channel, removed: take_down(channel, removed) + [closing])
+    path.write_text(site_text(A, C))
+    got = []
+    runtime.reload_file(path).addCallback(got.append)
+    assert got == [] and names(runtime) == ["a"]  # b is down, c waits for the simulators
+    runtime.stop()
+    closing.callback(None)
+    [report] = got
+    assert report.problems == ["the site is stopping"] and report.removed == ["b"] and report.added == {}
+    assert runtime.last_reload is report and "c" not in runtime._built and names(runtime) == ["a"]
+    assert ("127.0.0.1", 3) not in [(host, port) for host, port, *_ in reactor.tcpClients]
+    assert runtime.tags.get("c1.volume_m3") is None
+
+
+def test_a_stopped_channels_archive_records_leave_the_book_behind(site):
+    """Its closed sink raises on archive records, and both archive readers then keep the book where it was."""
+    from tests.channels.mbus.test_archive_book import MemoryArchiveBook, Site
+    from tests.channels.modbus.test_archive import HOUR, PERIOD, Rig
+
+    runtime, _, path = site(site_text(A, B))
+    sink = runtime._built["b"].sink
+    reload(runtime, path, site_text(A))
+    with pytest.raises(RuntimeError, match="^channel b was stopped by a reload$"):
+        sink.history([Sample("b1.flow_m3h", 1.0, Quality.BACKFILLED, 1000.0)])
+    # Modbus archives.
+    rig = Rig()
+    rig.slave.history(10)
+    device = rig.device(lookback_s=2 * HOUR, on_history=sink.history)
+    rig.start()
+    rig.run(PERIOD * 3)
+    assert rig.book.newest("m1", "hourly") is None
+    assert device.health()["archive_last_error"].endswith("channel b was stopped by a reload")
+    # M-Bus archives.
+    book = MemoryArchiveBook()
+    mbus = Site(book)
+    meter = mbus.device()
+    meter._on_history = sink.history
+    mbus.run(30)
+    assert book.newest("heat", "monthly") is None and meter.health()["archive_errors"] == 1
+
+
+def test_health_shows_names_and_counts_not_problem_texts(site):
+    """The public /health keeps outcome, names and counts; reasons and FILE:LINE texts stay in the log."""
+    runtime, _, path = site(site_text(A, B))
+    report = reload(runtime, path, site_text(A, channel("b", 2, "b1:flow_meter:5s"), C,
+                                             head=HEAD.replace("h.db}", "h.db, flush_interval: 2s}")))
+    assert report.restarted == {"b": "device b1 changed"}  # the reason: in the report and the log only
+    health = runtime.services.health()["config"]["last_reload"]
+    assert {k: v for k, v in health.items() if k != "ts"} == {
+        "path": str(path), "outcome": "applied", "added": ["c"], "removed": [], "restarted": ["b"], "failed": [],
+        "needs_restart": ["history"], "unchanged": 1, "problems": 0}
+    secret = "s3cr3t-from-env"
+    reload(runtime, path, site_text(A, channel("b", 2, f"b1:{secret}")))
+    health = runtime.services.health()["config"]["last_reload"]
+    assert health["outcome"] == "refused" and health["problems"] >= 1
+    assert secret in " ".join(runtime.last_reload.problems) and secret not in repr(health)
+
+
+def test_a_simulated_channel_taken_down_is_no_longer_served(site):
+    """Simulated site: the site-wide simulator closes a removed (or restarted) channel's listener, not the others'."""
+    from twisted.internet.testing import StringTransport
+
+    runtime, reactor, path = site(site_text(A, B, head=HEAD + "simulate: true\n"))
+    field = runtime.field
+    factories = {name: factory for name, factory in field._factories}
+    served = {}
+    for name, factory in factories.items():
+        served[name] = StringTransport()
+        factory.buildProtocol(None).makeConnection(served[name])
+    report = reload(runtime, path, site_text(A, channel("c", 3, "c1:flow_meter"), head=HEAD + "simulate: true\n"))
+    assert report.removed == ["b"] and report.added == {"c": 1}
+    assert served["b"].disconnecting and not served["a"].disconnecting
+    assert [name for name, _ in field._ports] == ["a"] and [name for name, _ in field._factories] == ["a"]
+    # Restarted: the old listener goes as well; the new channel has its own simulator.
+    reload(runtime, path, site_text(channel("a", 1, "a1:generic_water_meter:5s"), channel("c", 3, "c1:flow_meter"),
+                                    head=HEAD + "simulate: true\n"))
+    assert served["a"].disconnecting and field._ports == [] and runtime._built["a"].field is not None

@@ -173,6 +173,36 @@ def test_start_tcp_ephemeral_ports():
     assert [server[0] for server in reactor.tcpServers] == [0, 0]
 
 
+def test_stop_channel_closes_only_that_channels_pty_and_listener():
+    """stop_channel (a reload took the channel down): its pty pair and TCP listener close, the others stay."""
+    import os
+
+    reactor = MemoryReactorClock()
+    field = SimulatedField(site([channel("one", [device("m1", 1, "generic_water_meter")]),
+                                 channel("two", [device("m2", 1, "generic_water_meter")]),
+                                 channel("lan", [device("m3", 1, "generic_water_meter")], "modbus-tcp")]), reactor)
+    paths = field.start_pty()
+    assert sorted(paths) == ["one", "two"]
+    field.start_tcp()
+    (one, one_slave), (two, two_slave) = [(t, slave) for _, t, slave in field._ptys]
+    served = StringTransport()
+    lan = next(factory for name, factory in field._factories if name == "lan")
+    lan.buildProtocol(None).makeConnection(served)
+    stopped = []
+    field.stop_channel("one").addCallback(stopped.append)
+    assert stopped and one.fileno() == -1 and one not in reactor.getReaders()
+    with pytest.raises(OSError):
+        os.fstat(one_slave)
+    assert two.fileno() >= 0 and two in reactor.getReaders() and os.fstat(two_slave)
+    # start_tcp serves every channel (RTU ones as RTU over TCP): "one"'s listener went too.
+    assert not served.disconnecting and [name for name, _ in field._ports] == ["two", "lan"]
+    field.stop_channel("lan")
+    assert served.disconnecting and [name for name, _ in field._ports] == ["two"]
+    field.stop_channel("lan")  # again: nothing left to close
+    field.stop()
+    assert two.fileno() == -1 and field._ptys == [] and field._ports == []
+
+
 # ------------------------------------------------------------------ demo site
 
 
