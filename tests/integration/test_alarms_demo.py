@@ -144,9 +144,14 @@ def test_prometheus_scrape_of_the_running_demo(demo):
     families are there for every channel; the channel-<ch>.* system tags are published."""
     base, tokens, _ = demo
     first, _ = scrape(base)
-    tx = "scada_channel_transactions_total"
-    second, channels = wait_for(lambda: (lambda now: now if now[0][tx] > first[tx] else None)(scrape(base)), 30)
-    assert second["scada_historian_accepted_total"] > first["scada_historian_accepted_total"]
+    tx, accepted = "scada_channel_transactions_total", "scada_historian_accepted_total"
+
+    def grown():
+        # A transaction is not yet a history sample (deadband, a poll of several requests): wait for both.
+        now = scrape(base)
+        return now if now[0][tx] > first[tx] and now[0][accepted] > first[accepted] else None
+
+    second, channels = wait_for(grown, 30)
     assert second["process_cpu_seconds_total"] >= first["process_cpu_seconds_total"]
     assert second["scada_uptime_seconds"] > first["scada_uptime_seconds"]
     for name in ("scada_channel_timeouts_total", "scada_channel_crc_errors_total", "scada_channel_utilisation_ratio",
