@@ -50,15 +50,19 @@ system-deps:
 	    && { [ -z "$$missing" ] || $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; } \
 	    && { [ -z "$$bare" ] || $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$bare; }; fi
 
+REQUIRE := SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 SCADA_REQUIRE_CHROMIUM=1 SCADA_REQUIRE_DOCKER_COMPOSE=1
+
 ## Install what the tests need and run the whole suite (influxd, mosquitto,
-## chromium and docker-compose are required, not skipped).  The HMI tests
-## leave screenshots of every view in test-output/hmi/.
+## chromium and docker-compose are required, not skipped): the unit tests
+## on both cores, then the integration tests (real servers, ptys, ports,
+## subprocesses) one at a time.  The HMI tests leave screenshots of every
+## view in test-output/hmi/.
 test: install system-deps
-	SCADA_REQUIRE_INFLUXD=1 SCADA_REQUIRE_MOSQUITTO=1 SCADA_REQUIRE_CHROMIUM=1 SCADA_REQUIRE_DOCKER_COMPOSE=1 \
-	  $(VENV)/bin/pytest -q
+	$(REQUIRE) $(VENV)/bin/pytest -q -n 2 -m "not integration"
+	$(REQUIRE) $(VENV)/bin/pytest -q -m integration
 
 test-unit: install
-	$(VENV)/bin/pytest -q -m "not integration"
+	$(VENV)/bin/pytest -q -n 2 -m "not integration"
 
 check: install
 	$(VENV)/bin/scada check $(CONFIG)
