@@ -76,6 +76,7 @@ bench: install system-deps
 	$(PY) bench/modems.py
 	$(PY) bench/balance.py
 	$(PY) bench/hmi.py
+	$(PY) bench/metrics.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info
