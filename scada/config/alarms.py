@@ -748,8 +748,10 @@ def _resolve_imbalance(rule: ImbalanceRuleConfig, site: SiteTags, match: "_Match
     buildings = [b for b in site.balance if fnmatch.fnmatchcase(b, rule.building)]
     if not buildings:
         if not site.balance:
-            match.note("error", ("building",), "the registry has no building with a building meter (ОДПУ) "
-                                               "to balance; add 'registry:' with 'role: odpu' meters")
+            match.note("error", ("building",), "no balance figures: the registry has no building with a "
+                                               "building meter (ОДПУ) to balance, or 'balance: {enabled: false}' "
+                                               "turns the balance service off; add 'registry:' with 'role: odpu' "
+                                               "meters and leave balance enabled")
         elif is_glob(rule.building):
             match.note("error", ("building",), f"{rule.building!r} matches no building with a building meter "
                                                f"({_some(list(site.balance))})")

@@ -192,7 +192,10 @@ class _Run:
         simulate_history = None
         if "simulate_history" in data:
             simulate_history = self._simulate_history(_or(data["simulate_history"], {}), devices, simulate)
-        alarms = self._alarms(_or(data.get("alarms"), []), channels, profiles, complete, registry)
+        # With the balance service off its figures never exist: rules may not watch them.
+        balance_on = balance is None or balance.enabled
+        alarms = self._alarms(_or(data.get("alarms"), []), channels, profiles, complete,
+                              registry if balance_on else None)
         if hmi is not None:
             self._check_kiosk(hmi, registry, [c.name for c in channels])
         if api is not None and api.demo_users and simulate is False:

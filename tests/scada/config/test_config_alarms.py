@@ -657,3 +657,22 @@ alarms:
   - {name: imb, type: imbalance, threshold_pct: 5}
 """)
     assert "registry has no building" in only(errors_of(none), "rule 'imb'").message
+
+
+def test_balance_off_leaves_no_balance_figures_to_watch(tmp_path):
+    """With balance.enabled false the balance figures never exist: imbalance rules and limits on them are errors."""
+    from pathlib import Path
+
+    demo = (Path(__file__).resolve().parents[3] / "config" / "demo.yaml").read_text(encoding="utf-8")
+    assert "\nbalance: {every: 1h, window: 24h, settle: 5m}\n" in demo
+    text = demo.replace("\nbalance: {every: 1h, window: 24h, settle: 5m}\n", "\nbalance: {enabled: false}\n")
+    assert "\nalarms:\n" in text
+    rule = "  - {name: b1-loss, type: limit, tag: balance-b1.cold_water_imbalance_pct, hi: 20}\n"
+    text = text.replace("\nalarms:\n", "\nalarms:\n" + rule)
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = [str(p) for p in caught.value.problems if p.is_error]
+    assert any("rule 'imbalance'" in p and "balance: {enabled: false}" in p for p in problems), problems
+    assert any("rule 'b1-loss'" in p and "balance-b1.cold_water_imbalance_pct" in p for p in problems), problems
