@@ -79,6 +79,23 @@ class Site:
         return response.json["alarm"]
 
 
+def _build(folder, api: str, built: list[Site]) -> Site:
+    runtime, clock = clock_runtime(folder, SITE.format(api=api), T0)
+    runtime.alarms.start()
+    site = Site(runtime, build_app(runtime), asyncio.new_event_loop(), clock)
+    built.append(site)
+    start_app(site.loop, site.app)
+    return site
+
+
+def _close(built: list[Site]) -> None:
+    for site in built:
+        site.runtime.alarms.stop()
+        site.runtime.historian.close()
+        site.runtime.store.close()
+        site.loop.close()
+
+
 @pytest.fixture()
 def make_site(tmp_path):
     built: list[Site] = []
@@ -86,19 +103,10 @@ def make_site(tmp_path):
     def make(api: str = "{auth: false}") -> Site:
         folder = tmp_path / f"site{len(built)}"
         folder.mkdir()
-        runtime, clock = clock_runtime(folder, SITE.format(api=api), T0)
-        runtime.alarms.start()
-        site = Site(runtime, build_app(runtime), asyncio.new_event_loop(), clock)
-        built.append(site)
-        start_app(site.loop, site.app)
-        return site
+        return _build(folder, api, built)
 
     yield make
-    for site in built:
-        site.runtime.alarms.stop()
-        site.runtime.historian.close()
-        site.runtime.store.close()
-        site.loop.close()
+    _close(built)
 
 
 @pytest.fixture()
@@ -111,6 +119,30 @@ def raised(site) -> Site:
     """A site whose ``hi`` flow alarm has just been raised (7 m³/h against 5)."""
     site.feed(7.0)
     return site
+
+
+@pytest.fixture(scope="module")
+def raised_to_read(tmp_path_factory) -> Site:
+    """Like ``raised``, built once, for the tests that only GET from it (they must not change it)."""
+    built: list[Site] = []
+    site = _build(tmp_path_factory.mktemp("alarms-raised"), "{auth: false}", built)
+    site.feed(7.0)
+    yield site
+    _close(built)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory) -> Site:
+    """A site after :func:`_story`, built once, for the journal tests that only GET from it.
+
+    They must not change it (no actions, no clock moves); ``monkeypatch`` of
+    the API module is undone after each test.
+    """
+    built: list[Site] = []
+    site = _build(tmp_path_factory.mktemp("alarms-story"), "{auth: false}", built)
+    _story(site)
+    yield site
+    _close(built)
 
 
 def _ids(response) -> list[str]:
@@ -147,17 +179,18 @@ def test_list_filters(raised):
     assert _ids(site.get("/api/v1/alarms?state=active")) == []
 
 
-def test_list_message_language(raised):
+def test_list_message_language(raised_to_read):
     """``lang=en`` gives English messages; Russian is the default; an unknown language is Russian."""
-    site = raised
+    site = raised_to_read
     ru = site.get("/api/v1/alarms").json["alarms"][0]["message"]
     en = site.get("/api/v1/alarms?lang=en").json["alarms"][0]["message"]
     assert ru.startswith("Превышение") and en.startswith("High limit exceeded") and "m1.flow_m3h" in en
     assert site.get("/api/v1/alarms?lang=xx").json["alarms"][0]["message"] == ru
 
 
-def test_bad_state_filter_is_400(site):
+def test_bad_state_filter_is_400(raised_to_read):
     """A state that is not a group is a 400 naming the value and the choices."""
+    site = raised_to_read
     for state in ("bogus", "ACTIVE", "acked", "active%20"):
         response = site.get(f"/api/v1/alarms?state={state}")
         assert response.status == 400, state
@@ -165,9 +198,9 @@ def test_bad_state_filter_is_400(site):
         assert f"state={shown!r}" in response.json["error"] and "unacked" in response.json["error"]
 
 
-def test_one_alarm_and_unknown_id(raised):
+def test_one_alarm_and_unknown_id(raised_to_read):
     """One alarm by id; an unknown id is a JSON 404 naming it."""
-    site = raised
+    site = raised_to_read
     alarm = site.alarm(HI)
     assert alarm["id"] == HI and alarm["state"] == "unack_active" and alarm["priority"] == "medium"
     assert site.alarm(HIHI)["state"] == "normal" and site.alarm(HIHI)["priority"] == "critical"
@@ -414,9 +447,9 @@ EVENTS = [("raise", "system", ""), ("ack", "anonymous", "проверяем"), (
           ("shelve", "anonymous", "ремонт"), ("unshelve", "system", None), ("clear", "system", "")]
 
 
-def test_journal_json(site):
+def test_journal_json(story):
     """The journal lists every transition and action in order, with users, comments and ISO times."""
-    _story(site)
+    site = story
     response = site.get("/api/v1/alarms/journal")
     assert response.status == 200
     body = response.json
@@ -433,9 +466,9 @@ def test_journal_json(site):
     assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
 
 
-def test_journal_range_and_alarm_filter(site):
+def test_journal_range_and_alarm_filter(story):
     """from/to bound the entries (from inclusive, to exclusive); alarm= picks one alarm."""
-    _story(site)
+    site = story
     response = site.get("/api/v1/alarms/journal?from=2026-11-19T08:00:20Z&to=2026-11-19T08:00:40Z")
     assert [e["event"] for e in response.json["entries"]] == ["ack", "comment"]
     assert site.get(f"/api/v1/alarms/journal?alarm={HI}").json["entries"][0]["event"] == "raise"
@@ -444,8 +477,9 @@ def test_journal_range_and_alarm_filter(site):
     assert response.status == 200 and response.json["entries"] == []
 
 
-def test_journal_bad_parameters_are_400(site):
+def test_journal_bad_parameters_are_400(story):
     """Bad times, an empty or reversed range, an unknown format or parameter: a 400 with a message."""
+    site = story
     for query, words in (("from=nonsense", "from"), ("to=2026-02-30", "to"),
                          ("from=2026-11-19T09:00:00Z&to=2026-11-19T08:00:00Z", "must be before"),
                          ("from=2026-11-19T08:00:00Z&to=2026-11-19T08:00:00Z", "must be before"),
@@ -457,11 +491,11 @@ def test_journal_bad_parameters_are_400(site):
         assert words in response.json["error"], (query, response.json)
 
 
-def test_journal_too_many_entries_is_400(site, monkeypatch):
+def test_journal_too_many_entries_is_400(story, monkeypatch):
     """The journal never truncates silently."""
     import scada.api.alarms as api
 
-    _story(site)
+    site = story
     monkeypatch.setattr(api, "MAX_JOURNAL", 3)
     response = site.get("/api/v1/alarms/journal")
     assert response.status == 400 and "more than 3" in response.json["error"]
@@ -475,9 +509,9 @@ def _csv(response) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
 
 
-def test_journal_csv_russian_by_default(site):
+def test_journal_csv_russian_by_default(story):
     """CSV: UTF-8 with BOM, ``;`` between fields, Russian headers, one row per entry; a file name with the dates."""
-    _story(site)
+    site = story
     response = site.get("/api/v1/alarms/journal?format=csv")
     assert response.headers["content-type"].startswith("text/csv")
     assert response.headers["content-disposition"] == \
@@ -492,8 +526,8 @@ def test_journal_csv_russian_by_default(site):
     assert rows[2][columns["value"]] == "7.0" and rows[-1][columns["value"]] == "3.0"
 
 
-def test_journal_csv_english(site):
-    _story(site)
+def test_journal_csv_english(story):
+    site = story
     rows = _csv(site.get("/api/v1/alarms/journal?format=csv&lang=en"))
     assert rows[0] == [en for _, _, en in COLUMNS] and rows[0][:3] == ["Time (UTC)", "Alarm", "Event"]
     assert len(rows) == 1 + len(EVENTS)
@@ -518,9 +552,9 @@ def _xlsx(response):
     return book.active
 
 
-def test_journal_xlsx(site):
+def test_journal_xlsx(story):
     """XLSX opens with openpyxl: a bold header row and the entries."""
-    _story(site)
+    site = story
     response = site.get("/api/v1/alarms/journal?format=xlsx")
     assert response.headers["content-disposition"].endswith('.xlsx"')
     sheet = _xlsx(response)
@@ -666,7 +700,7 @@ def test_csv_cells():
     assert api._csv_cell(-3.5) == -3.5 and api._csv_cell(0) == 0 and api._csv_cell(None) is None
 
 
-def test_journal_xlsx_is_built_off_the_loop(site, monkeypatch):
+def test_journal_xlsx_is_built_off_the_loop(story, monkeypatch):
     """The workbook is built in a worker thread (seconds for a big journal), write-only, with the same look."""
     import threading
 
@@ -680,18 +714,18 @@ def test_journal_xlsx_is_built_off_the_loop(site, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(api, "_xlsx", spy)
-    _story(site)
+    site = story
     sheet = _xlsx(site.get("/api/v1/alarms/journal?format=xlsx"))
     assert threads and threads[0] is not threading.main_thread()
     assert sheet.freeze_panes == "A2" and sheet.column_dimensions["G"].width == 40
     assert all(cell.font.bold for cell in sheet[1]) and not sheet["A2"].font.bold
 
 
-def test_journal_xlsx_has_a_row_cap(site, monkeypatch):
+def test_journal_xlsx_has_a_row_cap(story, monkeypatch):
     """Past MAX_XLSX entries an XLSX export is a 400 naming the cap and suggesting CSV; CSV still works."""
     import scada.api.alarms as api
 
-    _story(site)
+    site = story
     monkeypatch.setattr(api, "MAX_XLSX", 5)
     response = site.get("/api/v1/alarms/journal?format=xlsx")
     assert response.status == 400

@@ -181,9 +181,38 @@ def make_site(tmp_path, monkeypatch):
         site.loop.close()
 
 
+@pytest.fixture(scope="module")
+def shared_site(tmp_path_factory):
+    """One auth-on site for the tests that neither add users nor log in nor move its clock (built once: ~0.1 s each).
+
+    Those tests send requests that change nothing (malformed or refused ones,
+    reads); ``monkeypatch`` of its store is undone after each test.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "PASSWORD_HASHER", FAST)
+        site = _build(tmp_path_factory.mktemp("roles-shared"))
+        site.start()
+        yield site
+        site.runtime.historian.close()
+        site.runtime.store.close()
+        site.loop.close()
+
+
 @pytest.fixture()
 def site(make_site):
+    """A fresh site, for tests that change it (users, sessions, lockouts, the clock, tokens)."""
     return make_site()
+
+
+@pytest.fixture(scope="module")
+def cookie_session(shared_site):
+    """The shared site with user ivanov (crew) and one session of his: ``(site, session token)``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "PASSWORD_HASHER", FAST)
+        _add_user(shared_site, "ivanov", "crew")
+        response = shared_site.login("ivanov")
+    assert response.status == 200
+    return shared_site, response.json["token"]
 
 
 def _routes(app):
@@ -210,8 +239,9 @@ def _request(site: Site, method: str, path: str, route, token: str | None, query
     return response.status, response.json if is_json else None, response.headers
 
 
-def test_routes_declare_what_the_contract_says(site):
+def test_routes_declare_what_the_contract_says(shared_site):
     """Every route declares roles; the known ones declare exactly the contract's set (admin always in)."""
+    site = shared_site
     seen = set()
     for method, pattern, _, route in _routes(site.app):
         declared = api_auth.declared_roles(route)
@@ -225,8 +255,9 @@ def test_routes_declare_what_the_contract_says(site):
     assert set(EXPECTED) <= seen, set(EXPECTED) - seen
 
 
-def test_role_matrix(site):
+def test_role_matrix(shared_site):
     """For every route and every role: allowed roles get an answer (not 401/403, not 500); others get 403."""
+    site = shared_site
     checked = 0
     for method, pattern, path, route in _routes(site.app):
         declared = api_auth.declared_roles(route)
@@ -242,8 +273,9 @@ def test_role_matrix(site):
 
 
 @pytest.mark.parametrize("credential", [None, "sct_not-a-token", "scs_not-a-session", "garbage", ""])
-def test_no_or_bad_credentials_are_401(site, credential):
+def test_no_or_bad_credentials_are_401(shared_site, credential):
     """Every non-public route answers 401 with WWW-Authenticate: Bearer without valid credentials."""
+    site = shared_site
     for method, pattern, path, route in _routes(site.app):
         status, body, headers = _request(site, method, path, route, credential)
         if api_auth.declared_roles(route) == frozenset(auth.PUBLIC):
@@ -254,8 +286,9 @@ def test_no_or_bad_credentials_are_401(site, credential):
             assert headers["www-authenticate"].startswith("Bearer")
 
 
-def test_other_authorization_schemes_are_401(site):
+def test_other_authorization_schemes_are_401(shared_site):
     """Basic auth or a bare token is not a Bearer token: 401 saying how to send one."""
+    site = shared_site
     for header in ("Basic YWxpY2U6eA==", site.tokens["admin"], "Bearer", "Bearer    "):
         response = site.call("GET", "/api/v1/tags", headers={"Authorization": header})
         assert response.status == 401 and "Bearer" in response.json["error"]
@@ -264,8 +297,9 @@ def test_other_authorization_schemes_are_401(site):
     assert response.status == 200
 
 
-def test_unknown_paths_stay_404(site):
+def test_unknown_paths_stay_404(shared_site):
     """A path that does not exist is a JSON 404, with or without credentials."""
+    site = shared_site
     assert site.call("GET", "/api/v1/nothing").status == 404
     assert site.call("GET", "/api/v1/nothing", token=site.tokens["viewer"]).status == 404
 
@@ -282,8 +316,9 @@ def test_expired_and_revoked_tokens(site):
     assert site.call("GET", "/api/v1/tags", token=site.tokens["viewer"]).status == 401
 
 
-def test_me_for_a_token(site):
+def test_me_for_a_token(shared_site):
     """/me names a token's principal token:<name> with its role."""
+    site = shared_site
     response = site.call("GET", "/api/v1/me", token=site.tokens["billing"])
     assert response.json == {"user": "token:billing-token", "role": "billing", "token": "billing-token",
                              "via": "token", "auth": True}
@@ -336,8 +371,9 @@ def test_session_role_follows_the_user_and_expires(site):
     assert response.status == 401 and "expired" in response.json["error"]
 
 
-def test_bad_cookie_is_cleared(site):
+def test_bad_cookie_is_cleared(shared_site):
     """A stale session cookie is a 401 that also deletes the cookie."""
+    site = shared_site
     response = site.call("GET", "/api/v1/tags", cookie="scs_stale")
     assert response.status == 401
     assert "max-age=0" in _set_cookie(response).lower()
@@ -361,8 +397,9 @@ def test_logout_ends_the_session(site):
     assert site.call("GET", "/api/v1/me", cookie=token).status == 401
 
 
-def test_logout_with_an_api_token_is_400(site):
+def test_logout_with_an_api_token_is_400(shared_site):
     """An API token is not a session: logout says how to revoke it instead."""
+    site = shared_site
     response = site.call("POST", "/api/v1/logout", token=site.tokens["viewer"])
     assert response.status == 400 and "scada token revoke viewer-token" in response.json["error"]
 
@@ -379,8 +416,9 @@ def test_wrong_user_and_wrong_password_look_the_same(site):
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", {"username": "x"}, {"username": 1, "password": "p"},
                                   {"username": "", "password": "p"}, {"username": "x", "password": None}])
-def test_malformed_login_is_400(site, body):
+def test_malformed_login_is_400(shared_site, body):
     """A login body that is not {"username": str, "password": str} is a 400 saying so."""
+    site = shared_site
     response = site.call("POST", "/api/v1/login", body=body)
     assert response.status == 400 and response.json["error"]
 
@@ -462,8 +500,9 @@ def test_websocket_credentials(make_site):
         assert _ws_status(sent) == status and _ws_body(sent)["error"]
 
 
-def test_query_token_only_counts_on_websockets(site):
+def test_query_token_only_counts_on_websockets(shared_site):
     """?token= on an ordinary request is ignored (URLs end up in logs)."""
+    site = shared_site
     assert site.call("GET", f"/api/v1/tags?token={site.tokens['admin']}").status == 401
 
 
@@ -552,8 +591,9 @@ def test_route_ctx_roles_declare_too(make_site):
     assert site.call("GET", "/api/v1/ctx", token=site.tokens["crew"]).status == 403
 
 
-def test_store_trouble_is_503_not_500(site, monkeypatch):
+def test_store_trouble_is_503_not_500(shared_site, monkeypatch):
     """A store that cannot answer (locked past the busy timeout) gives a 503 naming it."""
+    site = shared_site
     import sqlite3
 
     def locked(*args, **kwargs):
@@ -564,8 +604,9 @@ def test_store_trouble_is_503_not_500(site, monkeypatch):
     assert response.status == 503 and "database is locked" in response.json["error"]
 
 
-def test_role_names_in_403_are_the_callers(site):
+def test_role_names_in_403_are_the_callers(shared_site):
     """The 403 says which role was refused what."""
+    site = shared_site
     response = site.call("GET", "/api/v1/channels", token=site.tokens["billing"])
     assert response.status == 403
     assert re.fullmatch(r"role 'billing' may not GET /api/v1/channels", response.json["error"])
@@ -693,10 +734,9 @@ ORIGINS = [
 
 
 @pytest.mark.parametrize(("origin", "status"), ORIGINS)
-def test_cookie_websocket_from_another_origin_is_403(site, origin, status):
+def test_cookie_websocket_from_another_origin_is_403(cookie_session, origin, status):
     """A WebSocket handshake carried by the session cookie alone must come from a page of this server."""
-    _add_user(site, "ivanov", "crew")
-    session = site.login("ivanov").json["token"]
+    site, session = cookie_session
     headers = {"Cookie": f"{api_auth.COOKIE}={session}"} | ({"Origin": origin} if origin else {})
     sent = site.websocket("/api/v1/live", "", headers)
     assert _ws_status(sent) == status
@@ -704,8 +744,9 @@ def test_cookie_websocket_from_another_origin_is_403(site, origin, status):
         assert _ws_body(sent)["error"].startswith("cross-origin WebSocket refused")
 
 
-def test_token_websockets_are_not_bound_to_an_origin(site):
+def test_token_websockets_are_not_bound_to_an_origin(shared_site):
     """A token in the header or the query is no ambient credential: any page that holds one may connect."""
+    site = shared_site
     viewer = site.tokens["viewer"]
     for query, headers in (("", {"Authorization": f"Bearer {viewer}"}), (f"token={viewer}", {})):
         sent = site.websocket("/api/v1/live", query, headers | {"Origin": "http://hmi.example:3000"})

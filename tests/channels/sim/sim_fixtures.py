@@ -7,6 +7,8 @@ tests independent of the config package's classes.
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,13 +27,23 @@ T0 = 1_760_000_000.0
 def load_profiles() -> dict[str, SimpleNamespace]:
     """Return every profile in config/profiles as namespaces, by file stem."""
     profiles = {}
-    for path in sorted(PROFILE_DIR.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for path, data in _profile_data():
         points = [SimpleNamespace(**{"word_order": "big", "scale": 1.0, "offset": 0.0, **p})
                   for p in data.get("points", ())]
         records = [SimpleNamespace(**r) for r in data.get("records", ())]
         profiles[path.stem] = SimpleNamespace(points=points, records=records, sim=data.get("sim"))
     return profiles
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_profiles() -> tuple[tuple[Path, Any], ...]:
+    """Parse config/profiles once per test process (YAML parsing is most of a simulator test's time)."""
+    return tuple((path, yaml.safe_load(path.read_text(encoding="utf-8"))) for path in sorted(PROFILE_DIR.glob("*.yaml")))
+
+
+def _profile_data() -> list[tuple[Path, Any]]:
+    """Return the parsed profiles, a fresh deep copy each call: no test sees another's changes."""
+    return copy.deepcopy(list(_parsed_profiles()))
 
 
 def profile_points(name: str) -> list[PointSpec]:
