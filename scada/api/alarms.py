@@ -14,6 +14,7 @@ import asyncio
 import csv
 import io
 import logging
+import re
 
 from sanic import Blueprint
 from sanic.response import HTTPResponse, json
@@ -31,6 +32,8 @@ bp = Blueprint("api_v1_alarms", url_prefix="/api/v1/alarms")
 STATES = ("active", "unacked", "shelved", "suppressed", "out_of_service", "normal", "all")
 #: One journal request returns at most this many entries.
 MAX_JOURNAL = 100_000
+#: What an `event=` filter of the journal may look like (the kinds of :class:`alarms.model.JournalEntry`).
+_EVENT_NAME = re.compile(r"[a-z_]{1,40}")
 JOURNAL_SPAN_S = 7 * 86400
 MAX_COMMENT = 2000
 MAX_BULK = 1000
@@ -186,7 +189,10 @@ async def list_alarms(request):
 @roles(*READ)
 @doc(params={"from": param("Start, ISO 8601; default a week before `to`", format="date-time"), "to": TIME_TO,
              "format": param("Answer format", enum=("json", "csv", "xlsx"), default="json"),
-             "alarm": param("Only this alarm's entries"), "lang": LANG},
+             "alarm": param("Only this alarm's entries"),
+             "event": param("Only entries of this event kind: raise, clear, ack, shelve, unshelve, comment, "
+                            "suppress, unsuppress, out_of_service, in_service, flood_on, flood_off, notify, ..."),
+             "lang": LANG},
      responses={200: json_or_file({"type": "object", "required": ["from", "to", "entries"],
                                    "properties": {"from": {"type": "string", "format": "date-time"},
                                                   "to": {"type": "string", "format": "date-time"},
@@ -203,8 +209,11 @@ async def journal(request):
     from scada.api.v1 import BadRequest, _range_args
 
     for key in request.args:
-        if key not in ("from", "to", "format", "alarm", "lang"):
-            return error(f"unknown parameter {key!r} (use from, to, format, alarm, lang)")
+        if key not in ("from", "to", "format", "alarm", "event", "lang"):
+            return error(f"unknown parameter {key!r} (use from, to, format, alarm, event, lang)")
+    event = request.args.get("event") or None
+    if event is not None and not _EVENT_NAME.fullmatch(event):
+        return error(f"event={event!r} is not an event kind (e.g. raise, clear, ack, shelve, comment)")
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv", "xlsx"):
         return error(f"format={fmt!r} is not one of json, csv, xlsx")
@@ -213,7 +222,7 @@ async def journal(request):
         start, end = _range_args(request, rt.reactor.seconds(), JOURNAL_SPAN_S)
     except BadRequest as exc:
         return error(str(exc))
-    entries = rt.store.query(start, end, MAX_JOURNAL + 1, alarm_id=request.args.get("alarm") or None)
+    entries = rt.store.query(start, end, MAX_JOURNAL + 1, alarm_id=request.args.get("alarm") or None, event=event)
     if len(entries) > MAX_JOURNAL:
         return error(f"more than {MAX_JOURNAL} journal entries between {iso_utc(start)} and {iso_utc(end)}; "
                      "narrow from/to")

@@ -35,6 +35,15 @@ A WebSocket outlives its handshake; :func:`recheck` tells a long-lived
 connection whether the credential it was let in with still holds
 (logout, ``scada token revoke``, expiry, a role change).
 
+Login sessions slide: ``api.session_ttl`` is an idle timeout.  A request
+let in by a session with less than half of ``session_ttl`` left moves its
+end to now + ``session_ttl`` in the store (one write per half-life, not one
+per request), and a request that came with the cookie gets it again with
+the new ``Max-Age``.  An expired session stays expired; API tokens keep the
+end they were created with.  A WebSocket's :func:`recheck` reads the store,
+so it sees the new end; an open HMI calls ``GET /api/v1/me`` every few
+minutes to keep its session alive while it only listens on the WebSocket.
+
 With ``api.auth: false`` everyone is ``anonymous`` with role admin.
 """
 
@@ -168,6 +177,7 @@ def install(app) -> None:
     app.ctx.kdf_slots = asyncio.Semaphore(KDF_SLOTS)
     app.blueprint(bp)
     app.on_request(_authenticate, priority=1000)
+    app.on_response(_renew_cookie)
 
     async def recheck(app, _loop=None) -> None:
         check_routes(app)
@@ -254,39 +264,64 @@ def _credential(request) -> tuple[str | None, str]:
                   "or send 'Authorization: Bearer <token>'")
 
 
-def _lookup(store, via: str, digest: str, now: float) -> tuple[Principal | None, str]:
+def _lookup(store, via: str, digest: str, now: float) -> tuple[Principal | None, str, float | None]:
     """Find the session (``via="session"``) or API token (``"token"``) with hash ``digest``.
 
-    Returns ``(principal, "")``, or ``(None, why not)`` for none, or an
-    expired one (an expired session is deleted).
+    Returns ``(principal, "", end)`` (``end``: when it expires, None for
+    an API token without an end), or ``(None, why not, None)`` for none, or
+    an expired one (an expired session is deleted).
     """
     if via == "session":
         session = store.session_by_hash(digest)
         if session is None:
-            return None, "invalid session: log in again"
+            return None, "invalid session: log in again", None
         if session.expired(now):
             store.delete_session(digest)
-            return None, "the session has expired: log in again"
-        return Principal(session.user, session.role, None, "session"), ""
+            return None, "the session has expired: log in again", None
+        return Principal(session.user, session.role, None, "session"), "", session.expires
     found = store.token_by_hash(digest)
     if found is None:
-        return None, "invalid API token"
+        return None, "invalid API token", None
     if found.expired(now):
-        return None, f"the API token {found.name!r} expired at {iso_utc(found.expires)}"
-    return Principal(f"token:{found.name}", found.role, found.name, "token"), ""
+        return None, f"the API token {found.name!r} expired at {iso_utc(found.expires)}", None
+    return Principal(f"token:{found.name}", found.role, found.name, "token"), "", found.expires
 
 
-def _principal(store, token: str, now: float) -> tuple[Principal | None, str, str | None]:
-    """Look ``token`` up; return ``(principal, problem, credential hash)``."""
+def _principal(store, token: str, now: float) -> tuple[Principal | None, str, str | None, float | None]:
+    """Look ``token`` up; return ``(principal, problem, credential hash, end)``."""
     if token.startswith(SESSION_TOKEN_PREFIX):
         via = "session"
     elif token.startswith(API_TOKEN_PREFIX):
         via = "token"
     else:
-        return None, "invalid token", None
+        return None, "invalid token", None, None
     digest = token_hash(token)
-    principal, problem = _lookup(store, via, digest, now)
-    return principal, problem, digest if principal is not None else None
+    principal, problem, end = _lookup(store, via, digest, now)
+    return principal, problem, digest if principal is not None else None, end
+
+
+def _renew(runtime, digest: str, end: float | None, now: float) -> float | None:
+    """Slide a session that has less than half of ``api.session_ttl`` left; return its new end, None if untouched.
+
+    Most requests find more than half left and write nothing.  A store
+    that cannot write leaves the session as it was (it still holds).
+    """
+    ttl = runtime.cfg.api.session_ttl
+    if end is None or end - now >= ttl / 2:
+        return None
+    try:
+        return runtime.store.renew_session(digest, ttl)
+    except sqlite3.Error as exc:
+        log.warning("cannot extend a session: %s", exc)
+        return None
+
+
+def _session_cookie(response, token: str, ttl: float, scheme: str) -> None:
+    """Set the session cookie on ``response``: HttpOnly, SameSite=Strict, Secure only over HTTPS."""
+    # Secure only over HTTPS: a plain-HTTP site on a LAN address would
+    # never get the cookie back otherwise.
+    response.add_cookie(COOKIE, token, path="/", max_age=max(1, int(ttl)),
+                        httponly=True, samesite="Strict", secure=scheme in ("https", "wss"))
 
 
 def recheck(runtime, principal: Principal | None, credential_hash: str | None,
@@ -307,7 +342,7 @@ def recheck(runtime, principal: Principal | None, credential_hash: str | None,
     if credential_hash is None:
         return 4401, "no credential to check: log in again"
     try:
-        current, problem = _lookup(runtime.store, principal.via, credential_hash, runtime.reactor.seconds())
+        current, problem, _ = _lookup(runtime.store, principal.via, credential_hash, runtime.reactor.seconds())
     except sqlite3.Error as exc:
         log.warning("cannot check the credential of %s again: %s", principal.name, exc)
         return None
@@ -345,6 +380,7 @@ async def _authenticate(request):
     request.ctx.user = None
     request.ctx.session_hash = None
     request.ctx.credential_hash = None
+    request.ctx.renewed_cookie = None
     allowed = declared_roles(route)
     if allowed is None:
         # check_routes keeps this from happening; if it does, fail closed.
@@ -367,8 +403,9 @@ async def _authenticate(request):
         problem = _origin_problem(request)
         if problem is not None:
             return _denied(403, problem)
+    now = runtime.reactor.seconds()
     try:
-        principal, problem, digest = _principal(runtime.store, token, runtime.reactor.seconds())
+        principal, problem, digest, end = _principal(runtime.store, token, now)
     except sqlite3.Error as exc:
         log.error("cannot check credentials: %s", exc)
         return _denied(503, f"the user store is not available: {exc}")
@@ -379,6 +416,22 @@ async def _authenticate(request):
     request.ctx.session_hash = digest if principal.via == "session" else None
     if principal.role not in allowed:
         return _denied(403, f"role {principal.role!r} may not {request.method} {request.path}")
+    if principal.via == "session" and _renew(runtime, digest, end, now) is not None and source == "cookie":
+        request.ctx.renewed_cookie = token  # _renew_cookie sets it again on the answer
+    return None
+
+
+async def _renew_cookie(request, response):
+    """Response middleware: give a cookie session that :func:`_authenticate` extended its new ``Max-Age``.
+
+    Not when the handler set or deleted the cookie itself (logout).
+    """
+    token = getattr(request.ctx, "renewed_cookie", None)
+    if token is None or response is None or not hasattr(response, "cookies"):
+        return None
+    if response.cookies.has_cookie(COOKIE, path="/"):
+        return None
+    _session_cookie(response, token, request.app.ctx.runtime.cfg.api.session_ttl, request.scheme)
     return None
 
 
@@ -397,7 +450,10 @@ def _too_many(username: str, wait: float, at_once: bool = False):
 _PRINCIPAL = {"type": "object", "required": ["user", "role", "token", "via"],
               "properties": {"user": {"type": "string", "description": "the user, or token:<name> for an API token"},
                              "role": {"type": "string"}, "token": {"type": ["string", "null"]},
-                             "via": {"enum": ["session", "token", "anonymous"]}, "auth": {"type": "boolean"}}}
+                             "via": {"enum": ["session", "token", "anonymous"]}, "auth": {"type": "boolean"},
+                             "session_ttl_s": {"type": "number",
+                                               "description": "api.session_ttl: a login session ends after "
+                                                              "this long without a request"}}}
 
 
 @bp.post("/login")
@@ -481,10 +537,7 @@ async def _check_login(request, throttle: LoginThrottle, username: str, password
     log.info("user %r (%s) logged in", session.user, session.role)
     response = json({"token": token, "expires": iso_utc(session.expires), "user": session.user,
                      "role": session.role})
-    # Secure only over HTTPS: a plain-HTTP site on a LAN address would
-    # never get the cookie back otherwise.
-    response.add_cookie(COOKIE, token, path="/", max_age=max(1, int(runtime.cfg.api.session_ttl)),
-                        httponly=True, samesite="Strict", secure=request.scheme in ("https", "wss"))
+    _session_cookie(response, token, runtime.cfg.api.session_ttl, request.scheme)
     return response, True
 
 
@@ -510,5 +563,11 @@ async def logout(request):
 @roles(ANYONE)
 @doc(responses={200: _PRINCIPAL})
 async def me(request):
-    """Say who the caller is: user (or ``token:<name>``), role, API token name, how authenticated."""
-    return json(request.ctx.user.to_json() | {"auth": request.app.ctx.runtime.cfg.api.auth})
+    """Say who the caller is: user (or ``token:<name>``), role, API token name, how authenticated.
+
+    Also ``session_ttl_s``, the sessions' idle timeout: the HMI calls this
+    route well within it to keep its session alive (calling it counts as
+    use, see the module's text).
+    """
+    api = request.app.ctx.runtime.cfg.api
+    return json(request.ctx.user.to_json() | {"auth": api.auth, "session_ttl_s": api.session_ttl})

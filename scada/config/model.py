@@ -226,7 +226,7 @@ class ApiConfig(ConfigModel):
     #: Require a login or an API token on every endpoint but /health and /login.
     #: ``false`` lets anyone act as admin: for a demo on a closed machine only.
     auth: bool = True
-    #: How long a login session lasts.
+    #: How long a login session lasts without a request (each use slides it, see scada.api.auth).
     session_ttl: PositiveDuration = 12 * 3600.0
     #: Create the demo's users (dispatcher, crew, viewer, engineer, admin; password ``demo1234``) when
     #: missing.  Only with ``simulate: true``: a site with real meters never has well-known passwords.

@@ -361,22 +361,26 @@ class OpsStore(MeterEventsMixin):
         self._lost_states.pop(alarm_id, None)
         self._db.execute("DELETE FROM alarm_state WHERE alarm_id = ?", _storable((alarm_id,)))
 
-    def query(self, start: float, end: float, limit: int = 100_000, alarm_id: str | None = None
-              ) -> list[JournalEntry]:
-        """Return journal entries with ``start <= ts < end`` (of one alarm, if given), oldest first."""
+    def query(self, start: float, end: float, limit: int = 100_000, alarm_id: str | None = None,
+              event: str | None = None) -> list[JournalEntry]:
+        """Return journal entries with ``start <= ts < end`` (of one alarm, one event kind, if given), oldest first."""
         self._settle()
         sql = f"SELECT id, {', '.join(_JOURNAL_COLUMNS)} FROM alarm_journal WHERE ts >= ? AND ts < ?"
         params: list[Any] = [start, end]
         if alarm_id is not None:
             sql += " AND alarm_id = ?"
             params.append(alarm_id)
+        if event is not None:
+            sql += " AND event = ?"
+            params.append(event)
         sql += " ORDER BY ts, id LIMIT ?"
         limit = max(0, int(limit))
         params.append(limit)
         found = [JournalEntry(id=row[0], **dict(zip(_JOURNAL_COLUMNS, row[1:])))
                  for row in self._db.execute(sql, _storable(tuple(params)))]
         unwritten = [replace(e) for e in self._lost_entries
-                     if start <= e.ts < end and (alarm_id is None or e.alarm_id == alarm_id)]
+                     if start <= e.ts < end and (alarm_id is None or e.alarm_id == alarm_id)
+                     and (event is None or e.event == event)]
         if unwritten:  # a commit failed: what waits in memory is part of the journal too
             found = sorted(found + unwritten, key=lambda e: (e.ts, e.id or 0))[:limit]
         return found
@@ -716,6 +720,19 @@ class OpsStore(MeterEventsMixin):
             "SELECT s.user, u.role, s.created, s.expires FROM sessions s JOIN users u ON u.name = s.user "
             "WHERE s.hash = ?", (token_hash,)).fetchone()
         return Session(*row) if row else None
+
+    def renew_session(self, token_hash: str, ttl: float) -> float | None:
+        """Move an unexpired session's end to now + ``ttl``; return the new end, None if none or expired.
+
+        An expired session stays expired: a sliding session is an idle
+        timeout, not a way back in.
+        """
+        self._settle()
+        now = self._clock()
+        expires = now + ttl
+        changed = self._db.execute("UPDATE sessions SET expires = ? WHERE hash = ? AND expires > ?",
+                                   (expires, token_hash, now)).rowcount
+        return expires if changed else None
 
     def delete_session(self, token_hash: str) -> bool:
         """End a session; return False if there was none."""

@@ -168,6 +168,8 @@ def test_login_page(sessions):
     """A wrong password shows the error; the right one leads to the overview."""
     page = sessions(None).page("/")
     view(page, "login")
+    # No strip above the header: the hidden connection banner's offset does not apply here.
+    assert page.locator("#hdr").bounding_box()["y"] == 0
     page.fill("#login-user", "anna")
     page.fill("#login-password", "not-her-password")
     page.click("#login-submit")
@@ -310,6 +312,30 @@ def test_connection_lost_and_back(sessions):
     expect(page.locator("body")).not_to_have_class(re.compile(r"\bdisconnected\b"))
     log = page.evaluate("window.__connLog")
     assert log[-2:] == ["down", "up"], log
+
+
+def test_thrown_out_says_why(sessions):
+    """The live feed closed with 4403 (role may no longer read) or 4401 (session ended): the login page says which.
+
+    The server closes the feed at its next credential check (every 30 s); the
+    page's side is driven here by the event live.js raises for those closes.
+    """
+    catalogue = json.loads((ROOT / "hmi" / "static" / "i18n" / "ru.json").read_text(encoding="utf-8"))
+    session = sessions("anna")
+    page = session.page("/#/alarms")
+    view(page, "alarms")
+    page.evaluate("window.dispatchEvent(new CustomEvent('hmi:unauthorized', {detail: {ws: 4403}}))")
+    view(page, "login")
+    lost = catalogue["login.role_lost"].replace("{role}", catalogue["app.role.viewer"])
+    expect(page.locator("#login-error")).to_have_text(lost)
+    expect(page.locator("#login-logout")).to_be_visible()   # end that session, or sign in as another user
+    page.fill("#login-user", "anna")
+    page.fill("#login-password", USERS["anna"][1])
+    page.click("#login-submit")
+    view(page, "alarms")   # back where it was
+    page.evaluate("window.dispatchEvent(new CustomEvent('hmi:unauthorized', {detail: {ws: 4401}}))")
+    view(page, "login")
+    expect(page.locator("#login-error")).to_have_text(catalogue["login.expired"])
 
 
 def test_kiosk_rotates(sessions):

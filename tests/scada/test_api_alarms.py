@@ -477,6 +477,20 @@ def test_journal_range_and_alarm_filter(story):
     assert response.status == 200 and response.json["entries"] == []
 
 
+def test_journal_event_filter(story):
+    """event= keeps one kind of entry, in JSON and in the exports (the HMI's export links carry it)."""
+    site = story
+    response = site.get("/api/v1/alarms/journal?event=comment")
+    assert [e["event"] for e in response.json["entries"]] == ["comment"]
+    assert site.get(f"/api/v1/alarms/journal?event=raise&alarm={HI}").json["entries"][0]["event"] == "raise"
+    assert site.get("/api/v1/alarms/journal?event=flood_on").json["entries"] == []
+    csv_text = site.get("/api/v1/alarms/journal?event=ack&format=csv").body.decode("utf-8-sig")
+    assert len(csv_text.strip().splitlines()) == 2  # the header and the one ack
+    for bad in ("Raise", "raise;drop", "x" * 41):
+        response = site.get(f"/api/v1/alarms/journal?event={bad}")
+        assert response.status == 400 and "event=" in response.json["error"]
+
+
 def test_journal_bad_parameters_are_400(story):
     """Bad times, an empty or reversed range, an unknown format or parameter: a 400 with a message."""
     site = story

@@ -558,7 +558,8 @@ REVOCATIONS = [
 @pytest.mark.parametrize(("why", "kind", "revoke", "close"), REVOCATIONS, ids=[r[0] for r in REVOCATIONS])
 def test_a_revoked_credential_closes_the_feed(tmp_path, closes, why, kind, revoke, close):
     """The credential is checked again every RECHECK_S on the runtime's clock; once it fails, 4401 or 4403."""
-    site = Site(tmp_path, api="{}")
+    # Sessions slide after half of api.session_ttl: the 89 s one of "expiry" is not renewed by the handshake.
+    site = Site(tmp_path, api="{session_ttl: 2m}")
     try:
         store = site.runtime.store
         store.add_user("ivanov", "operator", "hash")
@@ -658,3 +659,34 @@ def test_channel_statistics_on_request_and_every_few_seconds(site):
         assert not [c for c in site.clock.getDelayedCalls() if "send_channels" in repr(c.func)]
 
     site.run(scenario)
+
+
+def test_the_check_sees_a_session_extended_by_use(tmp_path, closes):
+    """A session kept alive by HTTP requests (the HMI's /me calls) keeps its feed open; idle, it ends with 4401."""
+    from tests.scada.asgi import http
+
+    site = Site(tmp_path, api="{session_ttl: 2m}")
+    try:
+        store = site.runtime.store
+        store.add_user("ivanov", "viewer", "hash")
+        session = auth.new_session_token()
+        store.create_session("ivanov", auth.token_hash(session), 120)
+
+        async def scenario(site):
+            ws, hello, _ = await _connect(site, f"/api/v1/live?token={session}")
+            assert hello["user"] == "ivanov"
+            site.clock.advance(live.RECHECK_S)           # T0+30: checked, 90 s left
+            site.clock.advance(40)                        # T0+70: 50 s left, under half of 2 min
+            me = await http(site.app, "GET", "/api/v1/me", {"Authorization": f"Bearer {session}"}, b"")
+            assert me.status == 200
+            assert store.session_by_hash(auth.token_hash(session)).expires == T0 + 70 + 120
+            for _ in range(3):                            # to T0+160, past the login's end (T0+120)
+                site.clock.advance(live.RECHECK_S)
+            assert (await ws.settle())["type"] == "error" and not closes
+            site.clock.advance(live.RECHECK_S)            # T0+190: idle for 2 min since T0+70
+            await asyncio.wait_for(ws.task, WAIT)
+
+        site.run(scenario)
+        assert closes[0] == (4401, "the session has expired: log in again")
+    finally:
+        site.close()

@@ -321,7 +321,7 @@ def test_me_for_a_token(shared_site):
     site = shared_site
     response = site.call("GET", "/api/v1/me", token=site.tokens["billing"])
     assert response.json == {"user": "token:billing-token", "role": "billing", "token": "billing-token",
-                             "via": "token", "auth": True}
+                             "via": "token", "auth": True, "session_ttl_s": 12 * 3600}
 
 
 def _add_user(site: Site, name: str, role: str, password: str = PASSWORD) -> None:
@@ -369,6 +369,103 @@ def test_session_role_follows_the_user_and_expires(site):
     site.clock.advance(12 * 3600)
     response = site.call("GET", "/api/v1/tags", token=token)
     assert response.status == 401 and "expired" in response.json["error"]
+
+
+TTL = 12 * 3600
+
+
+def _max_age(cookie: str) -> int:
+    return int(re.search(r"max-age=(\d+)", cookie, re.IGNORECASE).group(1))
+
+
+def _session_end(site: Site, token: str) -> float:
+    return site.runtime.store.session_by_hash(auth.token_hash(token)).expires
+
+
+@pytest.mark.parametrize("via", ["cookie", "token"])
+def test_a_session_used_after_half_its_life_slides(site, via):
+    """Used with less than half of session_ttl left, a session lasts session_ttl from now; a cookie comes again."""
+    _add_user(site, "ivanov", "viewer")
+    token = site.login("ivanov").json["token"]
+    site.clock.advance(0.6 * TTL)
+    response = site.call("GET", "/api/v1/me", **{via: token})
+    assert response.status == 200 and response.json["session_ttl_s"] == TTL
+    assert _session_end(site, token) == T0 + 1.6 * TTL
+    if via == "cookie":
+        cookie = _set_cookie(response)
+        attributes = {part.strip().lower() for part in cookie.split(";")}
+        assert f"{api_auth.COOKIE}={token}" in cookie and _max_age(cookie) == TTL
+        assert {"httponly", "samesite=strict", "path=/"} <= attributes and "secure" not in attributes
+    else:
+        assert not response.header_list("set-cookie")  # a bearer has no cookie to refresh
+    # Used every 0.6 × TTL, past the login's own end: still in (each use finds 0.4 × TTL left).
+    for _ in range(4):
+        site.clock.advance(0.6 * TTL)
+        assert site.call("GET", "/api/v1/channels", **{via: token}).status == 200
+    assert _session_end(site, token) == T0 + 4 * TTL  # renewed at 3.0 × TTL, the last use
+    # Idle for a whole session_ttl: it ends.
+    site.clock.advance(TTL)
+    assert site.call("GET", "/api/v1/me", **{via: token}).status == 401
+
+
+def test_a_fresh_session_is_not_written_on_every_request(site, monkeypatch):
+    """With more than half of session_ttl left: no store write, no new cookie, the end stays."""
+    _add_user(site, "ivanov", "viewer")
+    token = site.login("ivanov").json["token"]
+    renewals = []
+    monkeypatch.setattr(site.runtime.store, "renew_session", lambda *a: renewals.append(a))
+    site.clock.advance(0.3 * TTL)
+    for kwargs in ({"cookie": token}, {"token": token}):
+        response = site.call("GET", "/api/v1/me", **kwargs)
+        assert response.status == 200 and not response.header_list("set-cookie")
+    assert renewals == [] and _session_end(site, token) == T0 + TTL
+
+
+def test_an_expired_session_is_not_revived(site):
+    """A session past its end is a 401 (cookie cleared), and stays one."""
+    _add_user(site, "ivanov", "viewer")
+    token = site.login("ivanov").json["token"]
+    site.clock.advance(TTL)
+    response = site.call("GET", "/api/v1/me", cookie=token)
+    assert response.status == 401 and "max-age=0" in _set_cookie(response).lower()
+    assert site.runtime.store.renew_session(auth.token_hash(token), TTL) is None
+    assert site.call("GET", "/api/v1/me", token=token).status == 401
+
+
+def test_renew_session_leaves_expired_ones(site):
+    """OpsStore.renew_session: an open session slides, an expired or unknown one gives None."""
+    store = site.runtime.store
+    _add_user(site, "ivanov", "viewer")
+    store.create_session("ivanov", "open", 100)
+    store.create_session("ivanov", "over", 10)
+    site.clock.advance(50)
+    assert store.renew_session("open", 100) == T0 + 150
+    assert store.session_by_hash("open").expires == T0 + 150
+    assert store.renew_session("over", 100) is None and store.session_by_hash("over").expires == T0 + 10
+    assert store.renew_session("nothing", 100) is None
+
+
+def test_api_tokens_never_slide(site):
+    """An API token keeps the end it was created with, however it is used."""
+    secret = auth.new_api_token()
+    site.runtime.store.add_token("wall", "viewer", auth.token_hash(secret), expires=T0 + TTL)
+    site.clock.advance(0.9 * TTL)
+    response = site.call("GET", "/api/v1/me", token=secret)
+    assert response.status == 200 and not response.header_list("set-cookie")
+    assert next(t for t in site.runtime.store.tokens() if t.name == "wall").expires == T0 + TTL
+    site.clock.advance(0.1 * TTL)
+    assert site.call("GET", "/api/v1/me", token=secret).status == 401
+
+
+def test_logout_of_a_sliding_session_still_clears_the_cookie(site):
+    """A logout that also renewed the session answers with the cookie deleted, not set again."""
+    _add_user(site, "ivanov", "viewer")
+    token = site.login("ivanov").json["token"]
+    site.clock.advance(0.6 * TTL)
+    response = site.call("POST", "/api/v1/logout", cookie=token)
+    assert response.status == 200 and response.json == {"logged_out": True}
+    assert "max-age=0" in _set_cookie(response).lower()
+    assert site.call("GET", "/api/v1/me", cookie=token).status == 401
 
 
 def test_bad_cookie_is_cleared(shared_site):
@@ -515,7 +612,7 @@ def test_auth_off_everyone_is_anonymous_admin(make_site, caplog):
         status, body, _ = _request(site, method, path, route, None)
         assert status not in (401, 403) and status < 500, (method, pattern, status, body)
     assert site.call("GET", "/api/v1/me").json == {"user": "anonymous", "role": "admin", "token": None,
-                                                   "via": "anonymous", "auth": False}
+                                                   "via": "anonymous", "auth": False, "session_ttl_s": 12 * 3600}
 
 
 def test_warns_when_nobody_can_log_in(tmp_path, caplog):

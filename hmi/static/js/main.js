@@ -30,6 +30,9 @@ const state = {
   siteBackoff: 1,
   siteFailed: false,
   forbidden: null,      // role name while signed in with a role that has no HMI access
+  forbiddenKey: 'login.forbidden',  // its message: no access, or access lost (WebSocket 4403)
+  sessionTtlS: null,    // api.session_ttl from /me: the session ends after this long without a request
+  keepaliveTimer: null,
   kioskTimer: null,
   kioskIndex: -1,
   lastBuilding: null,
@@ -286,23 +289,37 @@ async function applySiteLang() {
   live.refreshAll();
 }
 
-/** The role of the signed-in user (for the "no access" message), from /me or the 403 text. */
+/**
+ * The role of the signed-in user (for the "no access" message), from /me or the 403 text;
+ * null when /me says the session has ended (its 401 has shown the login page).
+ */
 async function currentRole(err) {
   try {
     const me = await api('/api/v1/me');
     if (me && me.role) return me.role;
-  } catch { /* fall back to the error text */ }
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return null;
+    /* else fall back to the error text */
+  }
   const m = /role '([^']+)'/.exec((err && err.message) || '');
   return m ? m[1] : '?';
 }
 
-/** Signed in with a role that may not use the HMI (billing, integration): say so, offer another login. */
-async function showForbidden(err) {
-  state.forbidden = await currentRole(err);
+/**
+ * Signed in with a role that may not use the HMI (billing, integration): say so, offer another login.
+ * `key` is the message: 'login.forbidden' (no access), 'login.role_lost' (the role changed while a
+ * screen was open: the server closed the live feed with 4403).
+ */
+async function showForbidden(err, key = 'login.forbidden') {
+  const role = await currentRole(err);
+  if (role === null) return;
+  state.forbidden = role;
+  state.forbiddenKey = key;
   state.loggedIn = false;
   clearTimeout(state.siteRetry);
   state.siteRetry = null;
   state.siteFailed = false;
+  stopKeepalive();
   live.stop();
   setHorn(false);
   stopKiosk();
@@ -312,7 +329,55 @@ async function showForbidden(err) {
 function forbiddenText() {
   const role = state.forbidden;
   const name = t(`app.role.${role}`);
-  return t('login.forbidden', { role: name === `app.role.${role}` ? role : name });
+  return t(state.forbiddenKey || 'login.forbidden', { role: name === `app.role.${role}` ? role : name });
+}
+
+// ------------------------------------------------------------------ session keep-alive
+
+const KEEPALIVE_MAX_MS = 10 * 60 * 1000;
+const KEEPALIVE_MIN_MS = 5 * 1000;
+
+/**
+ * A login session ends after api.session_ttl without a request (the server slides it on use).
+ * A wall screen that only listens on the WebSocket sends none, so while the HMI is entered it
+ * calls GET /api/v1/me every min(10 min, ttl / 4); a 401 brings the login page (api.js).
+ */
+function keepaliveDelay() {
+  const ttl = Number(state.sessionTtlS);
+  if (!Number.isFinite(ttl) || ttl <= 0) return KEEPALIVE_MAX_MS;
+  return Math.max(KEEPALIVE_MIN_MS, Math.min(KEEPALIVE_MAX_MS, (ttl * 1000) / 4));
+}
+
+function noteMe(me) {
+  if (me && typeof me.session_ttl_s === 'number') state.sessionTtlS = me.session_ttl_s;
+}
+
+function scheduleKeepalive() {
+  clearTimeout(state.keepaliveTimer);
+  state.keepaliveTimer = setTimeout(async () => {
+    state.keepaliveTimer = null;
+    if (!state.loggedIn) return;
+    try {
+      noteMe(await api('/api/v1/me'));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;  // the login page is shown
+      /* server away: the next call tries again */
+    }
+    if (state.loggedIn) scheduleKeepalive();
+  }, keepaliveDelay());
+}
+
+async function startKeepalive() {
+  if (state.sessionTtlS === null) {
+    // Just logged in: learn the TTL (the login answer has only the end).
+    try { noteMe(await api('/api/v1/me')); } catch { /* the default delay */ }
+  }
+  if (state.loggedIn) scheduleKeepalive();
+}
+
+function stopKeepalive() {
+  clearTimeout(state.keepaliveTimer);
+  state.keepaliveTimer = null;
 }
 
 /**
@@ -344,6 +409,7 @@ async function enter() {
     state.subscribed = true;
   }
   live.start();
+  startKeepalive();
   renderHeader();
   body.classList.remove('booting');
   const target = state.wantedHash;
@@ -375,21 +441,36 @@ async function refreshSite() {
 
 let unauthorizedHandled = false;
 
-function onUnauthorized() {
+/**
+ * 'hmi:unauthorized': a 401 from the API, or the live feed closed with 4401 (the session ended:
+ * logout elsewhere, password change, expiry) or 4403 (the role may no longer read the screens).
+ */
+function onUnauthorized(ev) {
+  const code = ev && ev.detail ? ev.detail.ws : undefined;
+  if (code === 4403) {
+    if (!state.loggedIn) return;
+    if (!state.wantedHash) state.wantedHash = location.hash && location.hash !== '#/login' ? location.hash : null;
+    showForbidden(null, 'login.role_lost').catch((err) => console.error('forbidden', err));
+    return;
+  }
   if (body.dataset.view === 'login' && !state.loggedIn) return;
   if (unauthorizedHandled) return;
   unauthorizedHandled = true;
+  const wasIn = state.loggedIn;
   state.loggedIn = false;
+  stopKeepalive();
   live.stop();
   setHorn(false);
   stopKiosk();
   if (!state.wantedHash) state.wantedHash = location.hash && location.hash !== '#/login' ? location.hash : null;
-  showLogin();
+  // Thrown out of open screens: say why (at start-up the login page needs no reason).
+  showLogin(wasIn ? t('login.expired') : '');
 }
 
 async function logout() {
   try { await api('/api/v1/logout', { method: 'POST' }); } catch { /* the session may be gone already */ }
   state.loggedIn = false;
+  stopKeepalive();
   live.stop();
   setHorn(false);
   stopKiosk();
@@ -649,7 +730,7 @@ async function boot() {
 
   // The session decides: the site answers, or 401 brings the login page.
   try {
-    await api('/api/v1/me');
+    noteMe(await api('/api/v1/me'));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;   // login shown by the event
     // Server down or starting: enter() retries.

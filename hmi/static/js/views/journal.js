@@ -1,5 +1,5 @@
 // #/journal — the alarm journal: time range, alarm and event filters, newest first, paged,
-// with CSV/XLSX export links to the API (same range and alarm filter).
+// with CSV/XLSX export links to the API (the same range, alarm and event filters).
 
 import { api, apiUrl } from '../api.js';
 import { fmtDateTime, fmtNum, getTimeZone, lang, t } from '../i18n.js';
@@ -99,13 +99,14 @@ export function mount(root, params = {}) {
     return q;
   }
 
+  /** The export links carry the table's filters: range, alarm and event kind (applied by the server). */
   function exportLinks(q) {
-    const extra = lang() === 'en' ? { lang: 'en' } : {};
-    csv.href = apiUrl('/api/v1/alarms/journal', { ...q, format: 'csv', ...extra });
-    xlsx.href = apiUrl('/api/v1/alarms/journal', { ...q, format: 'xlsx', ...extra });
-    const note = eventSel.value ? t('journal.export_no_event_filter') : '';
-    csv.title = note;
-    xlsx.title = note;
+    const params = { ...q, event: eventSel.value || null, ...(lang() === 'en' ? { lang: 'en' } : {}) };
+    // While "to" follows now, the table takes new entries as they come: so does the export (the
+    // server's "to" is then the moment of the click).
+    if (st.follow) delete params.to;
+    csv.href = apiUrl('/api/v1/alarms/journal', { ...params, format: 'csv' });
+    xlsx.href = apiUrl('/api/v1/alarms/journal', { ...params, format: 'xlsx' });
   }
 
   function syncHash(q) {
