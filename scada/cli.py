@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from scada import installed_version
+
 DEFAULT_CONFIGS = ("config/site.yaml", "config/demo.yaml")
 
 
@@ -23,18 +25,6 @@ def _setup_logging(verbose: bool, log_format: str | None = None) -> None:
     from scada import logs
 
     logs.setup(verbose, log_format or logs.default_format())
-
-
-def _version() -> str:
-    """Return the installed version of the package (the source tree's when it is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scada-metering")
-    except PackageNotFoundError:
-        from scada import __version__
-
-        return __version__
 
 
 def _load(path: str):
@@ -250,7 +240,7 @@ def cmd_schema(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``scada`` command."""
     parser = argparse.ArgumentParser(prog="scada", description="Metering dispatch SCADA for apartment buildings.")
-    parser.add_argument("--version", action="version", version=f"scada {_version()}")
+    parser.add_argument("--version", action="version", version=f"scada {installed_version()}")
     log_format = {"choices": ("text", "json"),
                   "help": "log lines as text or one JSON object per line (default: $SCADA_LOG_FORMAT or text)"}
     parser.add_argument("--log-format", default=None, **log_format)

@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import generate_latest
 
+from scada import installed_version
 from scada.channelstats import POLLED_TYPES, UPLINK_TYPES
 
 try:  # prometheus_client >= 0.22 says 1.0.0 in CONTENT_TYPE_LATEST; the spec serves text format 0.0.4
@@ -58,7 +59,7 @@ except ImportError:  # older releases: the latest is 0.0.4
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTENT_TYPE", "RuntimeCollector", "build_registry", "render", "scada_version"]
+__all__ = ["CONTENT_TYPE", "RuntimeCollector", "build_registry", "render"]
 
 #: Device states that count as up.
 UP_STATES = frozenset({"ok", "degraded"})
@@ -84,18 +85,6 @@ MODEM_COUNTERS = {
 }
 
 
-def scada_version() -> str:
-    """Return the installed version of ``scada-metering`` (``scada.__version__`` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scada-metering")
-    except PackageNotFoundError:
-        import scada
-
-        return str(getattr(scada, "__version__", "unknown"))
-
-
 class RuntimeCollector:
     """A prometheus_client collector reading a :class:`scada.app.Runtime` at every scrape."""
 
@@ -103,7 +92,7 @@ class RuntimeCollector:
         self.runtime = runtime
         #: Health reports that raised, over every scrape so far.
         self.errors = 0
-        self._version = scada_version()
+        self._version = installed_version()
         #: What failed already (logged with its traceback once, not on every scrape).
         self._failing: set[str] = set()
 

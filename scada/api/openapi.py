@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+from scada import installed_version
 from scada.api.common import LANGUAGES
 from scada.auth import PUBLIC
 
@@ -452,7 +453,7 @@ def build_spec(app, version: str | None = None) -> dict[str, Any]:
     schemas = _referenced(paths)
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": "Metering dispatch (scada-metering) API", "version": version or _version(),
+        "info": {"title": "Metering dispatch (scada-metering) API", "version": version or installed_version(),
                  "description": INFO_DESCRIPTION},
         "tags": [{"name": tag, **({"description": TAG_DESCRIPTIONS[tag]} if tag in TAG_DESCRIPTIONS else {})}
                  for tag in tags],
@@ -495,16 +496,6 @@ def _referenced(paths: Mapping[str, Any]) -> dict[str, Any]:
         found[name] = _COMPONENTS[name]
         todo |= set(_REF.findall(jsonlib.dumps(found[name])))
     return dict(sorted(found.items()))
-
-
-@functools.lru_cache(maxsize=1)
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scada-metering")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 def spec_of(app) -> dict[str, Any]:

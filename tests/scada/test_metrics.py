@@ -14,10 +14,9 @@ import textwrap
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scada import auth
+from scada import auth, installed_version
 from scada.api import auth as api_auth
 from scada.api import build_app
-from scada.metrics import scada_version
 from tags.model import Sample
 from tags.quality import Quality
 from tests.scada.api_site import T0, clock_runtime, role_tokens, start_app
@@ -235,7 +234,7 @@ def test_history_alarm_modem_and_process_values(site):
     assert value(metrics, "scada_modem_connects_total") == modems["accepted"]
     assert value(metrics, "scada_modem_link_up", channel="gprs") == 0
     assert not [labels for labels in series(metrics, "scada_modem_link_up") if ("channel", "gw") in labels]
-    assert value(metrics, "scada_build_info", version=scada_version()) == 1
+    assert value(metrics, "scada_build_info", version=installed_version()) == 1
     assert value(metrics, "scada_uptime_seconds") == pytest.approx(rt.uptime()) == 30
     assert value(metrics, "scada_metrics_errors_total") == 0  # the broken device's test scrapes another app
     assert value(metrics, "process_resident_memory_bytes") > 0
