@@ -120,17 +120,18 @@ class TagTable:
     def remove_device(self, device: str) -> list[str]:
         """Forget every tag of ``device`` (by definition, or named ``<device>.<point>``); return their names."""
         prefix = f"{device}."
-        names = [name for name, entry in self._entries.items()
-                 if entry.state.definition.device == device or name.startswith(prefix)]
-        for name in names:
-            del self._entries[name]
-        return sorted(names)
+        return self._remove_where(lambda name, entry: entry.state.definition.device == device
+                                  or name.startswith(prefix))
 
     def remove_prefix(self, prefix: str) -> list[str]:
         """Forget every tag whose name starts with ``prefix`` (not "": that would empty the table); return them."""
         if not prefix:
             raise ValueError("remove_prefix needs a non-empty prefix")
-        names = [name for name in self._entries if name.startswith(prefix)]
+        return self._remove_where(lambda name, _entry: name.startswith(prefix))
+
+    def _remove_where(self, chosen: Callable[[str, _Entry], bool]) -> list[str]:
+        """Forget every tag for which ``chosen(name, entry)`` holds; return their names, sorted."""
+        names = [name for name, entry in self._entries.items() if chosen(name, entry)]
         for name in names:
             del self._entries[name]
         return sorted(names)
