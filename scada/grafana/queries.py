@@ -19,10 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from tags.quality import Quality
+from tags.historian.influxql import BAD_CLAUSE, USABLE_CLAUSE, quote_ident, quote_string
 
-#: Qualities whose values trends and consumption use (``Quality.usable``).
-USABLE = tuple(q.value for q in Quality if q.usable)
 #: Grafana's time range filter (replaced by ``time >= ... and time <= ...``).
 TIME_FILTER = "$timeFilter"
 #: Grafana's interval for the panel's width and range.
@@ -32,32 +30,12 @@ INTERVAL = "$__interval"
 _REGEX_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$/])")
 
 
-def quote_ident(name: str) -> str:
-    """Return ``name`` as an InfluxQL identifier in double quotes."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_string(text: str) -> str:
-    """Return ``text`` as an InfluxQL string literal in single quotes."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def regex_of(names: Iterable[str]) -> str:
     """Return an InfluxQL regex literal matching exactly ``names``: ``/^(a|b)$/``."""
     parts = [_REGEX_SPECIAL.sub(r"\\\1", n) for n in names]
     if not parts:
         raise ValueError("a regex of no names would match nothing")
     return "/^(" + "|".join(parts) + ")$/"
-
-
-def usable_clause() -> str:
-    """Return the condition "a usable quality" (good, manual, calculated, back-filled)."""
-    return "(" + " OR ".join(f'"quality" = {quote_string(q)}' for q in USABLE) + ")"
-
-
-def bad_clause() -> str:
-    """Return the condition "not a usable quality": timeouts, CRC errors, comm loss, decode failures..."""
-    return "(" + " AND ".join(f'"quality" != {quote_string(q)}' for q in USABLE) + ")"
 
 
 @dataclass(frozen=True)
@@ -80,7 +58,7 @@ class Source:
         return "" if self.timezone in ("UTC", "Etc/UTC") else f" tz({quote_string(self.timezone)})"
 
     def _where_tag(self, tag: str, usable: bool = True) -> str:
-        quality = f" AND {usable_clause()}" if usable else ""
+        quality = f" AND {USABLE_CLAUSE}" if usable else ""
         return f'WHERE "tag" = {quote_string(tag)}{quality} AND {TIME_FILTER}'
 
     def trend(self, tag: str, fn: str = "mean", every: str = INTERVAL) -> str:
@@ -106,11 +84,11 @@ class Source:
     def bad_count_by_device(self, devices: Iterable[str], every: str = INTERVAL) -> str:
         """Return, per device, how many samples had a quality that is not usable, per ``every``."""
         return (f'SELECT count("quality") FROM {self.from_clause} WHERE "device" =~ {regex_of(devices)} '
-                f"AND {bad_clause()} AND {TIME_FILTER} GROUP BY time({every}), \"device\" fill(none)")
+                f"AND {BAD_CLAUSE} AND {TIME_FILTER} GROUP BY time({every}), \"device\" fill(none)")
 
     def count_by_device(self, devices: Iterable[str], bad: bool) -> str:
         """Return one row per device: the number of its samples over the range (``bad``: unusable ones only)."""
         name = "bad" if bad else "total"
-        quality = f"AND {bad_clause()} " if bad else ""
+        quality = f"AND {BAD_CLAUSE} " if bad else ""
         return (f'SELECT count("quality") AS {quote_ident(name)} FROM {self.from_clause} '
                 f'WHERE "device" =~ {regex_of(devices)} {quality}AND {TIME_FILTER} GROUP BY "device"')

@@ -55,6 +55,7 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from tags.historian.base import AggRow, Store, StoreRejected, StoreUnavailable, await_deferred
+from tags.historian.influxql import USABLE_CLAUSE, quote_ident, quote_string
 from tags.historian.lines import MEASUREMENT
 from tags.model import Sample
 from tags.quality import Quality
@@ -77,21 +78,10 @@ MAX_MICROS = 9_223_372_036_854_775
 AT_TAGS_PER_QUERY = 100
 
 _QUALITY_BY_TEXT = {q.value: q for q in Quality}
-_USABLE_CLAUSE = "(" + " OR ".join(f"\"quality\" = '{q.value}'" for q in Quality if q.usable) + ")"
 _USER_AGENT = b"scada-metering historian"
 # Longest server error text kept in a message; InfluxDB repeats the whole
 # offending line in parse errors, which can be long.
 _MAX_ERROR_TEXT = 500
-
-
-def quote_ident(name: str) -> str:
-    """Return ``name`` as a double-quoted InfluxQL identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_string(text: str) -> str:
-    """Return ``text`` as a single-quoted InfluxQL string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def to_micros(ts: float) -> int:
@@ -436,7 +426,7 @@ class InfluxStore(Store):
             # stops a GROUP BY time() query at now().
             query = (
                 'SELECT min("value"), max("value"), mean("value"), last("value"), count("value") '
-                f'FROM {self._from} WHERE "tag" = {quote_string(name)} AND {_USABLE_CLAUSE} '
+                f'FROM {self._from} WHERE "tag" = {quote_string(name)} AND {USABLE_CLAUSE} '
                 f"AND time >= {lo}u AND time < {hi}u GROUP BY time({every_us}u) fill(none)"
             )
             rows, partial = await self._select(query, ("time", "min", "max", "mean", "last", "count"))
@@ -486,7 +476,7 @@ class InfluxStore(Store):
             which = " OR ".join(f'"tag" = {quote_string(name)}' for name in chunk)
             query = (
                 f'SELECT last("value") AS "value", "quality" FROM {self._from} WHERE ({which}) '
-                f'AND {_USABLE_CLAUSE} AND time >= {lo}u AND time <= {hi}u GROUP BY "tag"'
+                f'AND {USABLE_CLAUSE} AND time >= {lo}u AND time <= {hi}u GROUP BY "tag"'
             )
             rows, _ = await self._select(query, ("time", "value", "quality"), by_tag=True)
             for micros, value, quality, name in rows:
